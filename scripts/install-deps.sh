@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package RecForge needs to build, test and benchmark.
+# Idempotent: re-running only installs what is missing. Needs root (or sudo).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # libraries
+  libeigen3-dev        # dense linear algebra (factor models)
+  libsimdjson-dev      # JSON Lines parsing (Amazon reviews)
+  zlib1g-dev           # .gz input (streaming inflate)
+  libssl-dev           # SHA-256 content hashes (libcrypto)
+  nlohmann-json3-dev   # meta.json and report writing
+  libcli11-dev         # command-line parsing
+  libfmt-dev           # formatting
+  libsqlite3-dev       # tracking store
+  libyaml-cpp-dev      # config files
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy python3-pandas   # bench peers and the synthetic generator
+  time                                   # /usr/bin/time -v for peak memory in benchmarks
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
