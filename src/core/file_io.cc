@@ -135,7 +135,7 @@ std::size_t ByteSource::Inflate(char* buffer, std::size_t capacity) {
 }
 
 LineBlockReader::LineBlockReader(const fs::path& path, std::size_t block_bytes)
-    : source_(path), buffer_(std::max<std::size_t>(block_bytes, 1u << 16)) {}
+    : source_(path), buffer_(std::max<std::size_t>(block_bytes, 1u << 16) + kPadding) {}
 
 bool LineBlockReader::Next(LineBlock& block) {
   // Move the incomplete tail of the previous read to the front.
@@ -146,19 +146,28 @@ bool LineBlockReader::Next(LineBlock& block) {
     block_end_ = 0;
   }
   while (true) {
-    if (!eof_ && data_end_ < buffer_.size()) {
-      std::size_t got = source_.Read(buffer_.data() + data_end_, buffer_.size() - data_end_);
+    const std::size_t usable = buffer_.size() - kPadding;
+    if (!eof_ && data_end_ < usable) {
+      std::size_t got = source_.Read(buffer_.data() + data_end_, usable - data_end_);
       if (got == 0) eof_ = true;
       data_end_ += got;
     }
     if (data_end_ == 0) return false;
     std::string_view data(buffer_.data(), data_end_);
     std::size_t last_newline = data.rfind('\n');
-    if (eof_) {
+    if (eof_ && source_.truncated()) {
+      // The bytes after the last newline are a line cut off by the truncation: a
+      // record parsed from them could be silently wrong, so it is not handed out.
+      std::size_t complete = last_newline == std::string_view::npos ? 0 : last_newline + 1;
+      if (complete < data_end_) truncated_tail_ = true;
+      data_end_ = complete;
+      block_end_ = complete;
+      if (complete == 0) return false;
+    } else if (eof_) {
       block_end_ = data_end_;  // the final line may lack a newline
     } else if (last_newline == std::string_view::npos) {
       // One line longer than the buffer: grow and keep reading.
-      if (data_end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);
+      if (data_end_ == usable) buffer_.resize(usable * 2 + kPadding);
       continue;
     } else {
       block_end_ = last_newline + 1;

@@ -70,15 +70,21 @@ struct LineBlock {
 };
 
 // Cuts a ByteSource into blocks of whole lines of roughly `block_bytes` each.
-// The block's memory stays valid until the next call to Next().
+// The block's memory stays valid until the next call to Next(), and at least
+// kPadding readable bytes follow every block (for SIMD parsers such as simdjson).
+// When a gzip stream is truncated, the incomplete last line is not handed out:
+// truncated_tail() becomes true instead.
 class LineBlockReader {
  public:
+  static constexpr std::size_t kPadding = 64;
+
   explicit LineBlockReader(const fs::path& path, std::size_t block_bytes = 32u << 20);
 
   // Returns false at end of input.
   bool Next(LineBlock& block);
 
   ByteSource& source() { return source_; }
+  bool truncated_tail() const { return truncated_tail_; }
 
  private:
   ByteSource source_;
@@ -88,6 +94,7 @@ class LineBlockReader {
   std::size_t data_end_ = 0;
   std::uint64_t next_line_ = 1;
   bool eof_ = false;
+  bool truncated_tail_ = false;
 };
 
 // Counts '\n' in text (vectorised by the compiler / libc memchr).
