@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   # libraries
   libeigen3-dev        # dense linear algebra (factor models)
+  libopenblas-dev      # BLAS with run-time CPU dispatch (batch scoring, Gram matrices)
   libsimdjson-dev      # JSON Lines parsing (Amazon reviews)
   zlib1g-dev           # .gz input (streaming inflate)
   libssl-dev           # SHA-256 content hashes (libcrypto)

@@ -51,5 +51,7 @@ int RunGuarded(const std::function<int()>& body);
 // Each file registers one group of subcommands; the callback stores the body to run.
 using CommandBody = std::function<int()>;
 void RegisterDataCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);
+void RegisterModelCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);  // train, recommend
+void RegisterEvalCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);   // evaluate, baselines
 
 }  // namespace recforge::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   cli::AddGlobalOptions(app, globals);
   cli::CommandBody selected;
   cli::RegisterDataCommands(app, globals, selected);
+  cli::RegisterModelCommands(app, globals, selected);
+  cli::RegisterEvalCommands(app, globals, selected);
 
   try {
     app.parse(argc, argv);

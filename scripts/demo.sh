@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The end-to-end demo: installs dependencies, builds, then
+#   synthesise raw logs -> ingest -> prepare (k-core + temporal split) -> describe.
+# Everything it writes goes under ./demo/ (ignored by git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh release
+rf=build/release/recforge
+out=demo
+rm -rf "$out" && mkdir -p "$out"
+
+echo "== 1. synthesise raw interaction logs (CSV with a header, Unix-second timestamps)"
+$rf data synth --format csv --interactions 200000 --users 5000 --items 2000 --seed 7 --output "$out/raw.csv"
+head -3 "$out/raw.csv"
+
+echo "== 2. ingest the CSV into a binary dataset"
+$rf data ingest "$out/raw.csv" --output "$out/dataset"
+
+echo "== 3. prepare: dedup, 5-core, per-user 80/20 split by time"
+$rf data prepare "$out/dataset" --output "$out/prepared" --min-user 5 --min-item 5 --split ratio --test-ratio 0.2
+
+echo "== 4. describe"
+$rf data describe "$out/prepared"
+echo
+echo "Demo done. Try: $rf data describe $out/prepared --json"

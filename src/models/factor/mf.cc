@@ -1,0 +1,239 @@
+#include "mf.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+
+#include "block_scheduler.h"
+#include "kernels.h"
+#include "linear_solvers.h"
+#include "recforge/core/error.h"
+#include "recforge/core/parallel.h"
+#include "recforge/core/random.h"
+#include "recforge/models/model_io.h"
+
+namespace recforge::models {
+
+// ---------------------------------------------------------------- helpers
+
+void ZeroRowsWithoutData(std::vector<float>& factors, std::size_t k, const CsrMatrix& matrix) {
+  for (std::size_t row = 0; row < matrix.n_rows; ++row) {
+    if (matrix.RowLength(row) == 0) std::fill_n(factors.data() + row * k, k, 0.0f);
+  }
+}
+
+RatingErrors TrainingErrors(const Recommender& model, const CsrMatrix& ratings, int threads) {
+  constexpr std::size_t kChunkUsers = 256;
+  const std::size_t chunks = (ratings.n_rows + kChunkUsers - 1) / kChunkUsers;
+  std::vector<double> squared(chunks, 0.0), absolute(chunks, 0.0);
+  ParallelFor<std::size_t>(
+      0, chunks, threads,
+      [&](std::size_t chunk) {
+        std::vector<UserIndex> users;
+        std::vector<float> predictions;
+        const std::size_t end = std::min(ratings.n_rows, (chunk + 1) * kChunkUsers);
+        for (std::size_t user = chunk * kChunkUsers; user < end; ++user) {
+          auto items = ratings.RowIndices(user);
+          auto values = ratings.RowValues(user);
+          users.assign(items.size(), static_cast<UserIndex>(user));
+          predictions.resize(items.size());
+          model.PredictPairs(users, items, predictions.data());
+          for (std::size_t k = 0; k < items.size(); ++k) {
+            double error = static_cast<double>(values[k]) - predictions[k];
+            squared[chunk] += error * error;
+            absolute[chunk] += std::abs(error);
+          }
+        }
+      },
+      Schedule::kDynamic, 1);
+  RatingErrors errors;
+  errors.count = ratings.nnz();
+  if (errors.count == 0) return errors;
+  double squared_sum = 0, absolute_sum = 0;
+  for (std::size_t chunk = 0; chunk < chunks; ++chunk) {
+    squared_sum += squared[chunk];
+    absolute_sum += absolute[chunk];
+  }
+  errors.rmse = std::sqrt(squared_sum / static_cast<double>(errors.count));
+  errors.mae = absolute_sum / static_cast<double>(errors.count);
+  return errors;
+}
+
+// ---------------------------------------------------------------- MfModel
+
+std::vector<ParamField> MfModel::Fields() {
+  return {
+      IntParam("factors", 64, 1, 4096, "Latent dimensions", {"k", "dim"}),
+      IntParam("epochs", 60, 1, 100000, "Passes over the training ratings", {"iterations", "iters"}),
+      FloatParam("lr", 0.007, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
+      FloatParam("lr_decay", 0.97, 0.1, 1, "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
+      FloatParam("reg", 0.06, 0, 100, "L2 regularisation of the factors, per rating", {"regularization"}),
+      FloatParam("bias_reg", 0.01, 0, 100, "L2 regularisation of the user and item biases, per rating"),
+      FloatParam("init_std", 0.1, 0, 10, "Standard deviation of the normal initial factors"),
+      IntParam("bins", 0, 0, 1024,
+               "Block grid size per side (0 = auto: 8 for up to 4 threads, 2 * threads above); the model "
+               "depends on it, not on the thread count"),
+  };
+}
+
+void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+  const auto& p = params();
+  factors_ = static_cast<std::size_t>(p.Int("factors"));
+  const int epochs = static_cast<int>(p.Int("epochs"));
+  const float lr0 = static_cast<float>(p.Float("lr"));
+  const double lr_decay = p.Float("lr_decay");
+  const float reg = static_cast<float>(p.Float("reg"));
+  const float bias_reg = static_cast<float>(p.Float("bias_reg"));
+  const int threads = std::max(1, ctx.threads);
+  constexpr int kColSplits = 4;
+  int bins = static_cast<int>(p.Int("bins"));
+  if (bins == 0) bins = AutoBins(threads, data.n_users, data.n_items, kColSplits);
+
+  const CsrMatrix& ratings = data.user_items;
+  double sum = 0;
+  min_rating_ = ratings.nnz() == 0 ? 0.0f : ratings.values[0];
+  max_rating_ = min_rating_;
+  for (float value : ratings.values) {
+    sum += value;
+    min_rating_ = std::min(min_rating_, value);
+    max_rating_ = std::max(max_rating_, value);
+  }
+  global_bias_ = ratings.nnz() == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(ratings.nnz()));
+  UseSingleThreadedBlas();
+  const float init_length = static_cast<float>(p.Float("init_std") * std::sqrt(static_cast<double>(factors_)));
+  RandomUnitRows(user_factors_, data.n_users, factors_, ctx.seed, 1, /*absolute=*/false, threads);
+  RandomUnitRows(item_factors_, data.n_items, factors_, ctx.seed, 2, /*absolute=*/false, threads);
+  kernels::Scale(init_length, user_factors_.data(), user_factors_.size());
+  kernels::Scale(init_length, item_factors_.data(), item_factors_.size());
+  ZeroRowsWithoutData(user_factors_, factors_, data.user_items);
+  ZeroRowsWithoutData(item_factors_, factors_, data.item_users);
+  user_bias_.assign(data.n_users, 0.0f);
+  item_bias_.assign(data.n_items, 0.0f);
+
+  // Per-row regularisation: reg per rating, or reg / sqrt(n) with frequency scaling
+  // (MyMediaLite's FrequencyRegularization), n the row's number of ratings.
+  const bool frequency = std::getenv("MF_FREQ") != nullptr;
+  std::vector<float> user_reg(data.n_users, reg), item_reg(data.n_items, reg);
+  if (frequency) {
+    for (std::size_t u = 0; u < data.n_users; ++u) user_reg[u] = reg / std::sqrt(std::max<double>(1, data.user_items.RowLength(u)));
+    for (std::size_t i = 0; i < data.n_items; ++i) item_reg[i] = reg / std::sqrt(std::max<double>(1, data.item_users.RowLength(i)));
+  }
+  BlockGrid grid = BlockGrid::Build(ratings, bins, kColSplits, DeriveSeed(ctx.seed, 3), /*keep_values=*/true,
+                                    threads);
+  const BlockScheduler scheduler(grid.bins(), kColSplits, DeriveSeed(ctx.seed, 4));
+  const int sgd_threads = SgdThreads(threads, grid.nnz(), grid.bins());
+  const std::size_t k = factors_;
+  const std::uint64_t block_seed = DeriveSeed(ctx.seed, 5);
+
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    auto start = std::chrono::steady_clock::now();
+    const float lr = static_cast<float>(lr0 * std::pow(lr_decay, epoch - 1));
+    const EpochPlan plan = scheduler.Plan(epoch);
+    BlockScheduler::Run(plan, sgd_threads, [&](const GridBlock& block) {
+      Rng rng(DeriveSeed(block_seed, static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
+      std::vector<std::uint32_t> micro_bins(plan.GroupMicroBins(block.col_group).begin(),
+                                            plan.GroupMicroBins(block.col_group).end());
+      ShuffleTogether(std::span<std::uint32_t>(micro_bins), std::span<int>(), rng);
+      for (std::uint32_t micro : micro_bins) {
+        auto entries = grid.MutableMicroBlock(static_cast<int>(block.row_bin), static_cast<int>(micro));
+        auto values = grid.MutableMicroValues(static_cast<int>(block.row_bin), static_cast<int>(micro));
+        // Each rating once per epoch in a fresh random order (shuffling in place keeps
+        // the pass sequential in memory).
+        ShuffleTogether(entries, values, rng);
+        for (std::size_t e = 0; e < entries.size(); ++e) {
+          const UserIndex user = entries[e].user;
+          const ItemIndex item = entries[e].item;
+          float* user_row = user_factors_.data() + static_cast<std::size_t>(user) * k;
+          float* item_row = item_factors_.data() + static_cast<std::size_t>(item) * k;
+          float prediction = global_bias_ + user_bias_[user] + item_bias_[item] + kernels::Dot(user_row, item_row, k);
+          float error = values[e] - prediction;
+          user_bias_[user] += lr * (error - bias_reg * user_bias_[user]);
+          item_bias_[item] += lr * (error - bias_reg * item_bias_[item]);
+          kernels::SgdPairStep(user_row, item_row, k, error, lr, user_reg[user], item_reg[item]);
+        }
+      }
+    });
+    if (!std::isfinite(user_bias_.empty() ? 0.0f : user_bias_[0]) ||
+        !std::isfinite(item_factors_.empty() ? 0.0f : item_factors_[0])) {
+      throw InvalidArgument(family() + ": training diverged (non-finite factors); lower lr (now " +
+                            p.values().at("lr") + ")");
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    FactorsChanged();
+    if (callback || ctx.log().Enabled(LogLevel::kDebug)) {
+      RatingErrors errors = TrainingErrors(*this, ratings, sgd_threads);
+      ctx.log().Debug("mf epoch {}/{}: train rmse {:.4f}, mae {:.4f}, {:.3f} s", epoch, epochs, errors.rmse,
+                      errors.mae, seconds);
+      if (callback) {
+        EpochReport report;
+        report.epoch = epoch;
+        report.epochs = epochs;
+        report.seconds = seconds;
+        report.loss = errors.rmse;
+        report.has_loss = true;
+        report.metrics["train_rmse"] = errors.rmse;
+        report.metrics["train_mae"] = errors.mae;
+        callback(*this, report);
+      }
+    }
+  }
+}
+
+bool MfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
+                     float* user_bias) const {
+  // Least squares on the augmented vector x = (p, b_u) with features (q_i, 1) and
+  // targets r - mu - b_i, regularised like SGD's per-rating penalty (reg * n).
+  const std::size_t k = factors_;
+  const std::size_t dim = k + 1;
+  std::fill_n(user_vector, k, 0.0f);
+  *user_bias = 0.0f;
+  if (items.empty()) return true;
+  std::vector<float> a(dim * dim, 0.0f), x(dim, 0.0f);
+  std::vector<double> gram(dim * dim, 0.0), rhs(dim, 0.0);
+  for (std::size_t h = 0; h < items.size(); ++h) {
+    const float* q = ItemVector(items[h]);
+    const double target = static_cast<double>(values[h]) - global_bias_ - item_bias_[items[h]];
+    for (std::size_t r = 0; r < dim; ++r) {
+      const double feature_r = r < k ? q[r] : 1.0;
+      rhs[r] += feature_r * target;
+      for (std::size_t c = 0; c <= r; ++c) gram[r * dim + c] += feature_r * (c < k ? q[c] : 1.0);
+    }
+  }
+  const double n = static_cast<double>(items.size());
+  const double reg = params().Float("reg") * n;
+  const double bias_reg = params().Float("bias_reg") * n;
+  for (std::size_t r = 0; r < dim; ++r) {
+    for (std::size_t c = 0; c <= r; ++c) {
+      double value = gram[r * dim + c] + (r == c ? (r < k ? reg : bias_reg) : 0.0);
+      a[r * dim + c] = a[c * dim + r] = static_cast<float>(value);
+    }
+    x[r] = static_cast<float>(rhs[r]);
+  }
+  linalg::SolverScratch scratch;
+  scratch.Reserve(dim, 0);
+  if (!linalg::CholeskySolveInPlace(a.data(), dim, x.data(), scratch)) return true;  // zero vector
+  std::copy_n(x.data(), k, user_vector);
+  *user_bias = x[k];
+  return true;
+}
+
+void MfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const {
+  FactorModel::PredictPairs(users, items, out);
+  for (std::size_t n = 0; n < users.size(); ++n) out[n] = std::clamp(out[n], min_rating_, max_rating_);
+}
+
+void MfModel::SaveExtra(ModelWriter& writer) const {
+  writer.Write<float>(min_rating_);
+  writer.Write<float>(max_rating_);
+}
+
+void MfModel::LoadExtra(ModelReader& reader) {
+  min_rating_ = reader.Read<float>();
+  max_rating_ = reader.Read<float>();
+  if (user_bias_.size() != n_users() || item_bias_.size() != n_items()) {
+    throw FormatError(reader.source() + ": mf model without user and item biases");
+  }
+}
+
+}  // namespace recforge::models

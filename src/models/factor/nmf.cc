@@ -1,0 +1,186 @@
+#include "nmf.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kernels.h"
+#include "linear_solvers.h"
+#include "mf.h"
+#include "recforge/core/error.h"
+#include "recforge/core/parallel.h"
+#include "recforge/core/random.h"
+#include "recforge/models/model_io.h"
+
+namespace recforge::models {
+namespace {
+
+// One multiplicative half-step: updates every row of `rows` (n_rows x k) from its
+// ratings in `matrix` (row -> other side) with `other` (the other side's factors)
+// fixed. `numerator` and `denominator` are per-thread scratch of k doubles.
+void UpdateSide(const CsrMatrix& matrix, const float* other, float* rows, std::size_t k, double reg, int threads) {
+  ParallelFor<std::size_t>(
+      0, matrix.n_rows, threads,
+      [&](std::size_t row) {
+        const auto indices = matrix.RowIndices(row);
+        if (indices.empty()) return;  // no data: keep the initial factors
+        const auto values = matrix.RowValues(row);
+        float* factors = rows + row * k;
+        // k is small (tens); stack scratch avoids any allocation per row.
+        constexpr std::size_t kMaxStack = 512;
+        double numerator_stack[kMaxStack], denominator_stack[kMaxStack];
+        std::vector<double> numerator_heap, denominator_heap;
+        double* numerator = numerator_stack;
+        double* denominator = denominator_stack;
+        if (k > kMaxStack) {
+          numerator_heap.resize(k);
+          denominator_heap.resize(k);
+          numerator = numerator_heap.data();
+          denominator = denominator_heap.data();
+        }
+        std::fill_n(numerator, k, 0.0);
+        std::fill_n(denominator, k, 0.0);
+        for (std::size_t e = 0; e < indices.size(); ++e) {
+          const float* q = other + static_cast<std::size_t>(indices[e]) * k;
+          const double estimate = kernels::Dot(factors, q, k);
+          for (std::size_t f = 0; f < k; ++f) {
+            numerator[f] += q[f] * static_cast<double>(values[e]);
+            denominator[f] += q[f] * estimate;
+          }
+        }
+        const double penalty = reg * static_cast<double>(indices.size());
+        for (std::size_t f = 0; f < k; ++f) {
+          double bottom = denominator[f] + penalty * factors[f];
+          // 0/0 (a factor already at zero, or all ratings 0) stays put.
+          if (bottom > 0) factors[f] = static_cast<float>(factors[f] * numerator[f] / bottom);
+        }
+      },
+      Schedule::kDynamic, 64);
+}
+
+}  // namespace
+
+std::vector<ParamField> NmfModel::Fields() {
+  return {
+      IntParam("factors", 15, 1, 1024, "Latent dimensions", {"k", "dim"}),
+      IntParam("epochs", 50, 1, 100000, "Multiplicative-update passes (users, then items)",
+               {"iterations", "iters"}),
+      FloatParam("reg_user", 0.06, 0, 100, "L2 regularisation of user factors, per rating"),
+      FloatParam("reg_item", 0.06, 0, 100, "L2 regularisation of item factors, per rating"),
+  };
+}
+
+void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+  const auto& p = params();
+  factors_ = static_cast<std::size_t>(p.Int("factors"));
+  const std::size_t k = factors_;
+  const int epochs = static_cast<int>(p.Int("epochs"));
+  const double reg_user = p.Float("reg_user");
+  const double reg_item = p.Float("reg_item");
+  const int threads = std::max(1, ctx.threads);
+  const CsrMatrix& ratings = data.user_items;
+
+  double sum = 0;
+  min_rating_ = ratings.nnz() == 0 ? 0.0f : ratings.values[0];
+  max_rating_ = min_rating_;
+  for (float value : ratings.values) {
+    if (value < 0) {
+      throw InvalidArgument("nmf: ratings must be non-negative (found " + std::to_string(value) + ")");
+    }
+    sum += value;
+    min_rating_ = std::min(min_rating_, value);
+    max_rating_ = std::max(max_rating_, value);
+  }
+  const double mean = ratings.nnz() == 0 ? 1.0 : sum / static_cast<double>(ratings.nnz());
+  mean_rating_ = static_cast<float>(mean);
+  const float high = static_cast<float>(2.0 * std::sqrt(std::max(mean, 1e-6) / static_cast<double>(k)));
+  UseSingleThreadedBlas();
+  RandomUniform(user_factors_, data.n_users, k, ctx.seed, 1, 0.0f, high, threads);
+  RandomUniform(item_factors_, data.n_items, k, ctx.seed, 2, 0.0f, high, threads);
+  ZeroRowsWithoutData(user_factors_, k, data.user_items);
+  ZeroRowsWithoutData(item_factors_, k, data.item_users);
+  user_bias_.clear();
+  item_bias_.clear();
+  global_bias_ = 0.0f;
+
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    auto start = std::chrono::steady_clock::now();
+    UpdateSide(ratings, item_factors_.data(), user_factors_.data(), k, reg_user, threads);
+    UpdateSide(data.item_users, user_factors_.data(), item_factors_.data(), k, reg_item, threads);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    FactorsChanged();
+    if (callback || ctx.log().Enabled(LogLevel::kDebug)) {
+      RatingErrors errors = TrainingErrors(*this, ratings, threads);
+      ctx.log().Debug("nmf epoch {}/{}: train rmse {:.4f}, {:.3f} s", epoch, epochs, errors.rmse, seconds);
+      if (callback) {
+        EpochReport report;
+        report.epoch = epoch;
+        report.epochs = epochs;
+        report.seconds = seconds;
+        report.loss = errors.rmse;
+        report.has_loss = true;
+        report.metrics["train_rmse"] = errors.rmse;
+        report.metrics["train_mae"] = errors.mae;
+        callback(*this, report);
+      }
+    }
+  }
+}
+
+bool NmfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
+                      float* user_bias) const {
+  // min 1/2 x^T A x - b^T x over x >= 0, with A = Q^T Q + reg_user n I and b = Q^T r.
+  const std::size_t k = factors_;
+  *user_bias = 0.0f;
+  std::fill_n(user_vector, k, 0.0f);
+  if (items.empty()) return true;
+  std::vector<double> gram(k * k, 0.0), rhs(k, 0.0);
+  for (std::size_t h = 0; h < items.size(); ++h) {
+    const float* q = ItemVector(items[h]);
+    for (std::size_t r = 0; r < k; ++r) {
+      rhs[r] += static_cast<double>(q[r]) * values[h];
+      for (std::size_t c = 0; c < k; ++c) gram[r * k + c] += static_cast<double>(q[r]) * q[c];
+    }
+  }
+  const double penalty = params().Float("reg_user") * static_cast<double>(items.size());
+  std::vector<float> a(k * k), b(k);
+  for (std::size_t r = 0; r < k; ++r) {
+    for (std::size_t c = 0; c < k; ++c) a[r * k + c] = static_cast<float>(gram[r * k + c] + (r == c ? penalty : 0.0));
+    b[r] = static_cast<float>(rhs[r]);
+  }
+  linalg::SolverScratch scratch;
+  scratch.Reserve(k, 0);
+  linalg::SolveNnls(a.data(), b.data(), k, user_vector, scratch, 500, 1e-7f);
+  return true;
+}
+
+void NmfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const {
+  const std::size_t k = factors_;
+  for (std::size_t n = 0; n < users.size(); ++n) {
+    // Unknown users and items, and those without training data (zero rows), get the
+    // training mean: a zero vector would predict 0, the worst possible rating.
+    float prediction = mean_rating_;
+    if (users[n] < n_users() && items[n] < n_items()) {
+      const float* user = UserVector(users[n]);
+      const float* item = ItemVector(items[n]);
+      if (kernels::SquaredNorm(user, k) > 0 && kernels::SquaredNorm(item, k) > 0) {
+        prediction = kernels::Dot(user, item, k);
+      }
+    }
+    out[n] = std::clamp(prediction, min_rating_, max_rating_);
+  }
+}
+
+void NmfModel::SaveExtra(ModelWriter& writer) const {
+  writer.Write<float>(min_rating_);
+  writer.Write<float>(max_rating_);
+  writer.Write<float>(mean_rating_);
+}
+
+void NmfModel::LoadExtra(ModelReader& reader) {
+  min_rating_ = reader.Read<float>();
+  max_rating_ = reader.Read<float>();
+  mean_rating_ = reader.Read<float>();
+}
+
+}  // namespace recforge::models

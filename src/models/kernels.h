@@ -1,0 +1,77 @@
+// Dense float32 kernels shared by the model families.
+//
+// The build is portable (no -march=native); these functions are compiled several
+// times with GCC target_clones (AVX-512, AVX2+FMA, baseline x86-64) and the loader
+// picks the widest one the running CPU supports. Matrix products go to OpenBLAS,
+// which dispatches on the CPU at run time too; it runs single-threaded inside our
+// own ParallelFor (SetBlasThreads(1) at start-up), so thread counts stay explicit.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace recforge::models::kernels {
+
+// Sum of a[i] * b[i].
+float Dot(const float* a, const float* b, std::size_t n);
+// y += alpha * x.
+void Axpy(float alpha, const float* x, float* y, std::size_t n);
+// x *= alpha.
+void Scale(float alpha, float* x, std::size_t n);
+// Sum of squares.
+float SquaredNorm(const float* x, std::size_t n);
+
+// C[m x n] = alpha * A[m x k] * B[n x k]^T + beta * C (row-major; lda = k, ldb = k, ldc = n).
+void GemmNT(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, const float* b, float beta,
+            float* c);
+// C[k x k] = alpha * A[n x k]^T A + beta * C (row-major, both triangles filled).
+void Gramian(std::size_t n, std::size_t k, float alpha, const float* a, float beta, float* c);
+
+// Sets OpenBLAS's own thread pool size (we parallelise outside BLAS: call with 1).
+void SetBlasThreads(int threads);
+// "avx512", "avx2" or "baseline": the clone the loader picked (for logs and benchmarks).
+std::string ActiveIsa();
+
+// --- SGD steps (mf, bpr) ---
+
+// Score and gradient factor of one BPR step, for the caller's loss and biases.
+struct BprStepResult {
+  float x;  // bias_diff + u . (p - q), before the update
+  float z;  // 1 / (1 + exp(x)) = sigmoid(-x), the gradient scale
+};
+// One BPR stochastic-gradient step on a (user, positive, negative) triple of n
+// factors, fused so each row is loaded once for the score and once for the update:
+//   u += lr (z (p - q) - reg u);  p += lr (z u - reg p);  q += lr (-z u - reg q)
+// with the old u on the right-hand sides. The rows must not overlap.
+BprStepResult BprStep(float* user, float* pos, float* neg, std::size_t n, float bias_diff, float lr, float reg);
+
+// One squared-error SGD step on a (user, item) pair given the caller's error
+// e = rating - prediction:  u += lr (e v - user_reg u);  v += lr (e u - item_reg v)
+// (old u on the right). The rows must not overlap.
+void SgdPairStep(float* user, float* item, std::size_t n, float error, float lr, float user_reg, float item_reg);
+
+}  // namespace recforge::models::kernels
+
+#include <cstdint>
+
+namespace recforge::models::kernels {
+
+// ---- Factor-model kernels (ALS group). Sparse-row updates of the conjugate-gradient
+// and Cholesky solvers: `rows` is a row-major matrix with `k` columns (the fixed side's
+// factors) and `indices` pick `n` of its rows, in order. Rows are prefetched a few
+// entries ahead, since they are scattered in memory (the item half of a 200k-user set
+// reads a 50 MB factor matrix at random). k = 8, 16, 32, 64, 128 have unrolled
+// register-blocked paths; other k use a generic loop. Not thread-safe on `out`.
+
+// out[0..k) += sum_j (offsets[j] + alpha * scales[j] * dot(rows[indices[j]], x)) *
+// rows[indices[j]]; offsets may be null (treated as 0). Cost O(n k).
+void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
+                   const float* offsets, const float* scales, float alpha, const float* x, float* out);
+// dots[j] = dot(rows[indices[j]], x) for j < n. Cost O(n k).
+void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n, const float* x,
+               float* dots);
+// y = A x for a symmetric k x k row-major A (computed as sum_c x[c] * A[c, :], which
+// needs no horizontal sums). y must not alias x. Cost O(k^2).
+void SymMatVec(const float* a, std::size_t k, const float* x, float* y);
+
+}  // namespace recforge::models::kernels

@@ -1,0 +1,154 @@
+#include "recforge/models/recommender.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "recforge/core/error.h"
+#include "recforge/core/parallel.h"
+
+namespace recforge::models {
+
+TrainingData TrainingData::FromPrepared(const data::PreparedDataset& prepared, int threads) {
+  TrainingData data;
+  data.n_users = prepared.users.size();
+  data.n_items = prepared.items.size();
+  const auto& train = prepared.train;
+  data.user_items = CsrMatrix::FromCoordinates(data.n_users, data.n_items, train.users, train.items, train.ratings,
+                                               threads);
+  data.item_users = data.user_items.Transpose();
+  data.train = &prepared.train;
+  data.validation = prepared.val ? &*prepared.val : nullptr;
+  data.item_info = &prepared.item_info;
+  data.item_ids = &prepared.items;
+  data.dataset_hash = prepared.meta.value("content_hash", std::string());
+  return data;
+}
+
+void Recommender::Fit(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+  n_users_ = data.n_users;
+  n_items_ = data.n_items;
+  dataset_hash_ = data.dataset_hash;
+  seen_ = data.user_items;
+  FitImpl(data, ctx, callback);
+}
+
+bool Recommender::ScoreHistory(std::span<const ItemIndex>, std::span<const float>, float*) const { return false; }
+
+RankedItems Recommender::SimilarItems(ItemIndex, std::size_t) const { return {}; }
+
+void Recommender::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const {
+  // Generic path: one dense score row per distinct user, in order of appearance.
+  std::vector<float> row(n_items_);
+  UserIndex current = kInvalidIndex;
+  for (std::size_t k = 0; k < users.size(); ++k) {
+    if (users[k] != current) {
+      current = users[k];
+      ScoreUsers(std::span<const UserIndex>(&users[k], 1), row.data());
+    }
+    out[k] = items[k] < n_items_ ? row[items[k]] : 0.0f;
+  }
+}
+
+void TopK(const float* scores, std::size_t n_items, std::size_t k, RankedItems& out) {
+  out.items.clear();
+  out.scores.clear();
+  if (k == 0) return;
+  // Min-heap on "worse first": lower score, or equal score and larger index.
+  struct Entry {
+    float score;
+    ItemIndex item;
+  };
+  auto worse = [](const Entry& a, const Entry& b) {
+    return a.score > b.score || (a.score == b.score && a.item < b.item);
+  };
+  std::vector<Entry> heap;
+  heap.reserve(k + 1);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float threshold = kNegInf;
+  for (std::size_t i = 0; i < n_items; ++i) {
+    float score = scores[i];
+    if (score == kNegInf || std::isnan(score)) continue;
+    if (heap.size() < k) {
+      heap.push_back({score, static_cast<ItemIndex>(i)});
+      std::push_heap(heap.begin(), heap.end(), worse);
+      if (heap.size() == k) threshold = heap.front().score;
+    } else if (score > threshold) {
+      // Items arrive in ascending index order, so an equal score never displaces.
+      std::pop_heap(heap.begin(), heap.end(), worse);
+      heap.back() = {score, static_cast<ItemIndex>(i)};
+      std::push_heap(heap.begin(), heap.end(), worse);
+      threshold = heap.front().score;
+    }
+  }
+  std::sort(heap.begin(), heap.end(), worse);
+  for (const auto& entry : heap) {
+    out.items.push_back(entry.item);
+    out.scores.push_back(entry.score);
+  }
+}
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Applies candidates / exclusions / exclude-seen to one dense score row in place.
+void MaskRow(float* scores, std::size_t n_items, std::span<const ItemIndex> seen, const RecommendOptions& options,
+             std::vector<float>& scratch) {
+  if (!options.candidates.empty()) {
+    scratch.assign(n_items, kNegInf);
+    for (ItemIndex item : options.candidates) {
+      if (item < n_items) scratch[item] = scores[item];
+    }
+    std::copy(scratch.begin(), scratch.end(), scores);
+  }
+  if (options.exclude_seen) {
+    for (ItemIndex item : seen) scores[item] = kNegInf;
+  }
+  for (ItemIndex item : options.excluded) {
+    if (item < n_items) scores[item] = kNegInf;
+  }
+}
+
+}  // namespace
+
+std::vector<RankedItems> Recommender::Recommend(std::span<const UserIndex> users, const RecommendOptions& options,
+                                                int threads) const {
+  std::vector<RankedItems> results(users.size());
+  if (users.empty() || n_items_ == 0) return results;
+  // Batches keep the dense score block in cache-friendly sizes (~8 MB per thread).
+  const std::size_t batch = std::max<std::size_t>(1, std::min<std::size_t>(256, (2u << 20) / n_items_ + 1));
+  const std::size_t n_batches = (users.size() + batch - 1) / batch;
+  ParallelFor<std::size_t>(
+      0, n_batches, threads,
+      [&](std::size_t b) {
+        thread_local std::vector<float> block, scratch;
+        std::size_t begin = b * batch;
+        std::size_t end = std::min(users.size(), begin + batch);
+        block.resize((end - begin) * n_items_);
+        ScoreUsers(users.subspan(begin, end - begin), block.data());
+        for (std::size_t k = begin; k < end; ++k) {
+          float* row = block.data() + (k - begin) * n_items_;
+          UserIndex user = users[k];
+          std::span<const ItemIndex> seen;
+          if (user < seen_.n_rows) seen = seen_.RowIndices(user);
+          MaskRow(row, n_items_, seen, options, scratch);
+          TopK(row, n_items_, options.k, results[k]);
+        }
+      },
+      Schedule::kDynamic, 1);
+  return results;
+}
+
+RankedItems Recommender::RecommendHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                                          const RecommendOptions& options) const {
+  RankedItems result;
+  std::vector<float> row(n_items_), scratch;
+  if (!ScoreHistory(items, values, row.data())) return result;
+  MaskRow(row.data(), n_items_, items, options, scratch);
+  TopK(row.data(), n_items_, options.k, result);
+  return result;
+}
+
+}  // namespace recforge::models
