@@ -225,7 +225,6 @@ void AddSynth(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--output,-o", args->output, "Dataset directory (or text file for --format csv|tsv|...)")
       ->required();
   cmd->add_option("--format", args->format, "dataset|csv|tsv|amazon-2023-jsonl")
-      ->check(CLI::IsMember({"dataset", "csv", "tsv", "amazon-2023-jsonl"}))
       ->capture_default_str();
   cmd->add_option("--interactions,-n", o.interactions, "Distinct (user, item) pairs")->capture_default_str();
   cmd->add_option("--users", o.users, "Users")->capture_default_str();
@@ -233,6 +232,10 @@ void AddSynth(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--categories", o.categories, "Item categories")->capture_default_str();
   cmd->add_option("--factors", o.factors, "Latent dimension of the planted structure")->capture_default_str();
   cmd->add_option("--zipf", o.zipf, "Zipf exponent of item popularity")->capture_default_str();
+  cmd->add_option("--candidates", o.candidates, "Popularity draws per interaction (best affinity wins)")
+      ->capture_default_str();
+  cmd->add_option("--start-time", o.start_time, "First timestamp (Unix seconds)")->capture_default_str();
+  cmd->add_option("--time-span", o.time_span, "Seconds covered by the timestamps")->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print a JSON report on stdout");
   cmd->callback([args, &globals, &selected] {
@@ -242,6 +245,7 @@ void AddSynth(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
       auto start = Clock::now();
       nlohmann::json report = {{"output", args->output}, {"format", args->format},
                                {"parameters", args->options.ToJson()}};
+      if (args->format != "dataset") data::ParseSynthTextFormat(args->format);  // validates the name
       if (args->format == "dataset") {
         data::Dataset dataset = data::Synthesize(args->options, session.ctx());
         data::SaveDataset(dataset, args->output);

@@ -128,7 +128,7 @@ def main():
     print(f"RATIO JSONL (pandas / recforge): {t_pj / t_json:.1f}x")
 
     # (c) loading the prepared dataset back
-    bench_bin = os.path.join(ROOT, "build", "bench", "bench", "recforge_bench_data")
+    bench_bin = os.path.join(ROOT, "build", "release", "bench", "recforge_bench_data")
     if os.path.exists(bench_bin):
         env = dict(os.environ, RECFORGE_BENCH_PREPARED=prep)
         proc = subprocess.run([bench_bin, "--benchmark_filter=LoadPrepared", "--benchmark_repetitions=3",

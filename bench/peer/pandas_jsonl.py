@@ -13,7 +13,7 @@ def main():
     src = sys.argv[1]
     t0 = time.perf_counter()
     parts = []
-    for chunk in pd.read_json(src, lines=True, chunksize=200_000, dtype=False):
+    for chunk in pd.read_json(src, lines=True, chunksize=200_000, dtype=False, convert_dates=False):
         item = chunk["parent_asin"].fillna(chunk["asin"])
         parts.append(pd.DataFrame({"user_id": chunk["user_id"].astype("category"),
                                    "item_id": item.astype("category"),

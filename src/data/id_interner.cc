@@ -18,13 +18,16 @@ std::uint64_t HashText(std::string_view text) {
 }  // namespace
 
 IdInterner::IdInterner()
-    : number_keys_(kInitialSlots), number_slots_(kInitialSlots, 0),
-      text_hashes_(kInitialSlots), text_slots_(kInitialSlots, 0) {}
+    : number_keys_(kInitialSlots), number_slots_(kInitialSlots, 0), text_slots_(kInitialSlots, TextSlot{}) {}
 
 std::uint32_t IdInterner::Intern(std::string_view id) {
+  if (has_last_ && id == last_text_) return last_index_;
   std::uint64_t number;
-  if (IsCanonicalUnsigned(id, &number)) return InternNumber(number);
-  return InternText(id);
+  std::uint32_t index = IsCanonicalUnsigned(id, &number) ? InternNumber(number) : InternText(id);
+  last_text_.assign(id);
+  last_index_ = index;
+  has_last_ = true;
+  return index;
 }
 
 std::uint32_t IdInterner::InternNumber(std::uint64_t number) {
@@ -50,16 +53,25 @@ std::uint32_t IdInterner::InternText(std::string_view text) {
   std::size_t mask = text_slots_.size() - 1;
   std::uint64_t hash = HashText(text);
   std::size_t slot = hash & mask;
+  const bool fits_inline = text.size() <= kInlineBytes;
   while (true) {
-    std::uint32_t held = text_slots_[slot];
-    if (held == 0) break;
-    if (text_hashes_[slot] == hash && entries_[held - 1].text == text) return held - 1;
+    const TextSlot& held = text_slots_[slot];
+    if (held.index_plus_one == 0) break;
+    const bool same_length = held.length == text.size() || (held.length == 0xFFFF && text.size() >= 0xFFFF);
+    if (held.hash == hash && same_length) {
+      bool equal = fits_inline ? std::memcmp(held.inline_key, text.data(), text.size()) == 0
+                               : entries_[held.index_plus_one - 1].text == text;
+      if (equal) return held.index_plus_one - 1;
+    }
     slot = (slot + 1) & mask;
   }
   auto index = static_cast<std::uint32_t>(entries_.size());
   entries_.push_back(Entry{false, 0, Store(text)});
-  text_hashes_[slot] = hash;
-  text_slots_[slot] = index + 1;
+  TextSlot& fresh = text_slots_[slot];
+  fresh.hash = hash;
+  fresh.index_plus_one = index + 1;
+  fresh.length = static_cast<std::uint16_t>(std::min<std::size_t>(text.size(), 0xFFFF));
+  if (fits_inline && !text.empty()) std::memcpy(fresh.inline_key, text.data(), text.size());
   ++text_count_;
   return index;
 }
@@ -94,17 +106,14 @@ void IdInterner::GrowNumbers() {
 
 void IdInterner::GrowTexts() {
   std::size_t capacity = text_slots_.size() * 2;
-  std::vector<std::uint64_t> hashes(capacity);
-  std::vector<std::uint32_t> slots(capacity, 0);
+  std::vector<TextSlot> slots(capacity, TextSlot{});
   std::size_t mask = capacity - 1;
-  for (std::size_t k = 0; k < text_slots_.size(); ++k) {
-    if (text_slots_[k] == 0) continue;
-    std::size_t slot = text_hashes_[k] & mask;
-    while (slots[slot] != 0) slot = (slot + 1) & mask;
-    hashes[slot] = text_hashes_[k];
-    slots[slot] = text_slots_[k];
+  for (const TextSlot& held : text_slots_) {
+    if (held.index_plus_one == 0) continue;
+    std::size_t slot = held.hash & mask;
+    while (slots[slot].index_plus_one != 0) slot = (slot + 1) & mask;
+    slots[slot] = held;
   }
-  text_hashes_.swap(hashes);
   text_slots_.swap(slots);
 }
 

@@ -227,30 +227,6 @@ void FillListColumns(const Job& job, std::span<const ItemIndex> ranked,
   }
 }
 
-// AUC of one user from a dense score row, with Recommend's masking: the user's seen
-// items are excluded (a relevant item that is also seen scores -inf, as it can never
-// be recommended); every other non-relevant item is a negative.
-double RowAuc(const float* scores, std::size_t n_items, std::span<const ItemIndex> seen,
-              std::span<const ItemIndex> relevant, std::vector<float>& positives,
-              std::vector<float>& negatives) {
-  positives.clear();
-  negatives.clear();
-  auto next_seen = seen.begin();
-  auto next_relevant = relevant.begin();
-  for (std::size_t item = 0; item < n_items; ++item) {
-    const bool is_seen = next_seen != seen.end() && *next_seen == item;
-    if (is_seen) ++next_seen;
-    const bool is_relevant = next_relevant != relevant.end() && *next_relevant == item;
-    if (is_relevant) {
-      ++next_relevant;
-      positives.push_back(is_seen ? kNegInf : scores[item]);
-    } else if (!is_seen) {
-      negatives.push_back(scores[item]);
-    }
-  }
-  return Auc(positives, negatives).value_or(kNaN);
-}
-
 void RunFullProtocol(Job& job, CoverageAccumulator& coverage) {
   const auto& model = job.model;
   const int threads = std::max(1, job.ctx.threads);
@@ -299,13 +275,14 @@ void RunFullProtocol(Job& job, CoverageAccumulator& coverage) {
           [&](std::size_t b) {
             const std::size_t first = b * batch;
             const std::size_t last = std::min(users.size(), first + batch);
-            std::vector<float> block((last - first) * n_items), positives, negatives;
+            std::vector<float> block((last - first) * n_items);
             model.ScoreUsers(users.subspan(first, last - first), block.data());
             for (std::size_t k = first; k < last; ++k) {
               const UserIndex user = users[k];
-              job.values[(begin + k) * width + job.layout.auc] = RowAuc(
-                  block.data() + (k - first) * n_items, n_items, model.seen().RowIndices(user),
-                  job.relevant.Of(user), positives, negatives);
+              // The same exclusion as Recommend: the user's seen items.
+              std::span<const float> row(block.data() + (k - first) * n_items, n_items);
+              job.values[(begin + k) * width + job.layout.auc] =
+                  RowAuc(row, model.seen().RowIndices(user), job.relevant.Of(user)).value_or(kNaN);
             }
           },
           Schedule::kDynamic, 1);

@@ -125,6 +125,83 @@ std::optional<double> Auc(std::span<const float> positive_scores,
          (static_cast<double>(positives.size()) * static_cast<double>(negative_scores.size()));
 }
 
+std::optional<double> RowAuc(std::span<const float> scores, std::span<const ItemIndex> excluded,
+                             std::span<const ItemIndex> relevant) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  auto clean = [](float score) { return std::isnan(score) ? kNegInf : score; };
+  auto is_excluded = [&](ItemIndex item) {
+    return std::binary_search(excluded.begin(), excluded.end(), item);
+  };
+  const std::size_t n_items = scores.size();
+  std::size_t n_removed = 0;  // excluded items plus rankable positives: not negatives
+  for (ItemIndex item : excluded) n_removed += item < n_items ? 1 : 0;
+  std::vector<float> positives;
+  positives.reserve(relevant.size());
+  for (ItemIndex item : relevant) {
+    if (item >= n_items) continue;
+    if (is_excluded(item)) {
+      positives.push_back(kNegInf);
+    } else {
+      positives.push_back(clean(scores[item]));
+      ++n_removed;
+    }
+  }
+  if (positives.empty() || n_removed >= n_items) return std::nullopt;
+  const double n_negatives = static_cast<double>(n_items - n_removed);
+
+  // 2 x (positives ranked above a negative) + (ties), over every (positive, negative).
+  double twice_correct = 0;
+  if (positives.size() <= 32) {
+    // Count over the whole row (a tight loop the compiler vectorises), then take back
+    // the items that are not negatives. NaN compares false, so NaNs are counted apart
+    // and treated as -inf.
+    std::uint32_t n_nan = 0;
+    for (std::size_t item = 0; item < n_items; ++item) n_nan += scores[item] != scores[item];
+    for (float positive : positives) {
+      std::uint32_t less = 0, equal = 0;
+      for (std::size_t item = 0; item < n_items; ++item) {
+        less += scores[item] < positive;
+        equal += scores[item] == positive;
+      }
+      if (positive == kNegInf) {
+        equal += n_nan;
+      } else {
+        less += n_nan;
+      }
+      auto take_back = [&](ItemIndex item) {
+        const float score = clean(scores[item]);
+        less -= score < positive;
+        equal -= score == positive;
+      };
+      for (ItemIndex item : excluded) {
+        if (item < n_items) take_back(item);
+      }
+      for (ItemIndex item : relevant) {
+        if (item < n_items && !is_excluded(item)) take_back(item);
+      }
+      twice_correct += 2.0 * less + equal;
+    }
+  } else {
+    std::sort(positives.begin(), positives.end());
+    auto next_excluded = excluded.begin();
+    auto next_relevant = relevant.begin();
+    for (std::size_t item = 0; item < n_items; ++item) {
+      bool skip = false;
+      while (next_excluded != excluded.end() && *next_excluded < item) ++next_excluded;
+      while (next_relevant != relevant.end() && *next_relevant < item) ++next_relevant;
+      if (next_excluded != excluded.end() && *next_excluded == item) skip = true;
+      if (next_relevant != relevant.end() && *next_relevant == item) skip = true;
+      if (skip) continue;
+      const float score = clean(scores[item]);
+      auto low = std::lower_bound(positives.begin(), positives.end(), score);
+      auto high = std::upper_bound(low, positives.end(), score);
+      twice_correct +=
+          2.0 * static_cast<double>(positives.end() - high) + static_cast<double>(high - low);
+    }
+  }
+  return twice_correct / (2.0 * static_cast<double>(positives.size()) * n_negatives);
+}
+
 std::optional<double> NoveltyAtK(std::span<const ItemIndex> ranked, std::size_t k,
                                  std::span<const std::uint32_t> popularity, std::size_t n_users) {
   const std::size_t depth = std::min(k, ranked.size());

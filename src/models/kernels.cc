@@ -120,7 +120,7 @@ RECFORGE_INLINE float Sum8(V8 v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[
 
 // How many entries ahead rows are prefetched: far enough to cover a DRAM miss at a
 // few tens of cycles per entry, near enough to stay in L1.
-constexpr std::size_t kPrefetchAhead = 4;
+constexpr std::size_t kPrefetchAhead = 8;
 
 RECFORGE_INLINE void PrefetchRow(const float* row, std::size_t k) {
   const char* begin = reinterpret_cast<const char*>(row);
@@ -129,8 +129,41 @@ RECFORGE_INLINE void PrefetchRow(const float* row, std::size_t k) {
   __builtin_prefetch(last);
 }
 
-// Unrolled path for k = 8 * NV: x and the accumulator stay in registers (two partial
-// dot sums hide the FMA latency).
+typedef int I8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
+
+// The per-entry dot product of the unrolled paths: two partial sums (even / odd 8-float
+// chunks) added, then the 8 lanes summed in the fixed order of Sum8.
+template <int NV>
+RECFORGE_INLINE V8 DotPartials(const float* y, const V8* xv) {
+  V8 even = {};
+  V8 odd = {};
+  for (int v = 0; v + 1 < NV; v += 2) {
+    even += Load8(y + 8 * v) * xv[v];
+    odd += Load8(y + 8 * v + 8) * xv[v + 1];
+  }
+  if (NV % 2 == 1) even += Load8(y + 8 * (NV - 1)) * xv[NV - 1];
+  return even + odd;
+}
+
+// Sum8 of four vectors at once: lane e of the result is Sum8(s_e), bit for bit (the
+// same pairwise order), with a few shuffles instead of four scalar reductions.
+RECFORGE_INLINE V4 Sum8x4(V8 s0, V8 s1, V8 s2, V8 s3) {
+  const I8 even = {0, 8, 2, 10, 4, 12, 6, 14};
+  const I8 odd = {1, 9, 3, 11, 5, 13, 7, 15};
+  const V8 u = __builtin_shuffle(s0, s1, even) + __builtin_shuffle(s0, s1, odd);  // s0[0] + s0[1], s1[0] + ...
+  const V8 w = __builtin_shuffle(s2, s3, even) + __builtin_shuffle(s2, s3, odd);
+  const V8 z = __builtin_shuffle(u, w, I8{0, 1, 8, 9, 4, 5, 12, 13}) +
+               __builtin_shuffle(u, w, I8{2, 3, 10, 11, 6, 7, 14, 15});
+  const V4 low = {z[0], z[1], z[2], z[3]};  // (l0 + l1) + (l2 + l3) of each input
+  const V4 high = {z[4], z[5], z[6], z[7]};  // (l4 + l5) + (l6 + l7)
+  return low + high;
+}
+
+// Unrolled path for k = 8 * NV. Entries go in groups of four (four independent dot
+// products in flight, one shuffle reduction); every entry still performs exactly the
+// operations of the one-entry tail, in entry order, so the result does not depend on
+// where a row is cut into calls (SolveImplicitCgTiled relies on this).
 template <int NV>
 RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* indices, std::size_t n,
                                         const float* offsets, const float* scales, float alpha, const float* x,
@@ -141,16 +174,32 @@ RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* 
     xv[v] = Load8(x + 8 * v);
     acc[v] = Load8(out + 8 * v);
   }
-  for (std::size_t j = 0; j < n; ++j) {
-    if (j + kPrefetchAhead < n) PrefetchRow(rows + std::size_t{indices[j + kPrefetchAhead]} * k, k);
-    const float* y = rows + std::size_t{indices[j]} * k;
-    V8 s0 = {}, s1 = {};
-    for (int v = 0; v + 1 < NV; v += 2) {
-      s0 += Load8(y + 8 * v) * xv[v];
-      s1 += Load8(y + 8 * v + 8) * xv[v + 1];
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (std::size_t e = j + kPrefetchAhead; e < std::min(n, j + kPrefetchAhead + 4); ++e) {
+      PrefetchRow(rows + std::size_t{indices[e]} * k, k);
     }
-    if (NV % 2 == 1) s0 += Load8(y + 8 * (NV - 1)) * xv[NV - 1];
-    float coef = alpha * scales[j] * Sum8(s0 + s1);
+    const float* y0 = rows + std::size_t{indices[j]} * k;
+    const float* y1 = rows + std::size_t{indices[j + 1]} * k;
+    const float* y2 = rows + std::size_t{indices[j + 2]} * k;
+    const float* y3 = rows + std::size_t{indices[j + 3]} * k;
+    const V4 dots = Sum8x4(DotPartials<NV>(y0, xv), DotPartials<NV>(y1, xv), DotPartials<NV>(y2, xv),
+                           DotPartials<NV>(y3, xv));
+    float coef[4];
+    for (int e = 0; e < 4; ++e) {
+      coef[e] = alpha * scales[j + e] * dots[e];
+      if (offsets != nullptr) coef[e] += offsets[j + e];
+    }
+    for (int v = 0; v < NV; ++v) {
+      acc[v] += coef[0] * Load8(y0 + 8 * v);
+      acc[v] += coef[1] * Load8(y1 + 8 * v);
+      acc[v] += coef[2] * Load8(y2 + 8 * v);
+      acc[v] += coef[3] * Load8(y3 + 8 * v);
+    }
+  }
+  for (; j < n; ++j) {
+    const float* y = rows + std::size_t{indices[j]} * k;
+    float coef = alpha * scales[j] * Sum8(DotPartials<NV>(y, xv));
     if (offsets != nullptr) coef += offsets[j];
     for (int v = 0; v < NV; ++v) acc[v] += coef * Load8(y + 8 * v);
   }
@@ -179,17 +228,18 @@ RECFORGE_INLINE void GatherDotFixed(const float* rows, const std::uint32_t* indi
   constexpr std::size_t k = 8 * NV;
   V8 xv[NV];
   for (int v = 0; v < NV; ++v) xv[v] = Load8(x + 8 * v);
-  for (std::size_t j = 0; j < n; ++j) {
-    if (j + kPrefetchAhead < n) PrefetchRow(rows + std::size_t{indices[j + kPrefetchAhead]} * k, k);
-    const float* y = rows + std::size_t{indices[j]} * k;
-    V8 s0 = {}, s1 = {};
-    for (int v = 0; v + 1 < NV; v += 2) {
-      s0 += Load8(y + 8 * v) * xv[v];
-      s1 += Load8(y + 8 * v + 8) * xv[v + 1];
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (std::size_t e = j + kPrefetchAhead; e < std::min(n, j + kPrefetchAhead + 4); ++e) {
+      PrefetchRow(rows + std::size_t{indices[e]} * k, k);
     }
-    if (NV % 2 == 1) s0 += Load8(y + 8 * (NV - 1)) * xv[NV - 1];
-    dots[j] = Sum8(s0 + s1);
+    const V4 group = Sum8x4(DotPartials<NV>(rows + std::size_t{indices[j]} * k, xv),
+                            DotPartials<NV>(rows + std::size_t{indices[j + 1]} * k, xv),
+                            DotPartials<NV>(rows + std::size_t{indices[j + 2]} * k, xv),
+                            DotPartials<NV>(rows + std::size_t{indices[j + 3]} * k, xv));
+    __builtin_memcpy(dots + j, &group, sizeof group);
   }
+  for (; j < n; ++j) dots[j] = Sum8(DotPartials<NV>(rows + std::size_t{indices[j]} * k, xv));
 }
 
 template <int NV>
@@ -256,7 +306,8 @@ RECFORGE_CLONES void SymMatVec(const float* a, std::size_t k, const float* x, fl
   }
 }
 
-#pragma GCC diagnostic pop
+// (No "diagnostic pop": GCC reports -Wpsabi for inlined helpers at the end of the
+// translation unit, after any pop; this section is the end of the file.)
 #undef RECFORGE_INLINE
 
 }  // namespace recforge::models::kernels

@@ -40,14 +40,28 @@ class IdInterner {
   void GrowNumbers();
   void GrowTexts();
 
+  // A text slot keeps short ids inline, so a probe usually touches one cache line
+  // instead of slot + entry + arena.
+  static constexpr std::size_t kInlineBytes = 18;
+  struct TextSlot {
+    std::uint64_t hash;
+    std::uint32_t index_plus_one;  // 0 = empty
+    std::uint16_t length;
+    char inline_key[kInlineBytes];
+  };
+  static_assert(sizeof(TextSlot) == 32);
+
   std::vector<Entry> entries_;
   // Open addressing, power-of-two capacity, slots hold entry index + 1 (0 = empty).
   std::vector<std::uint64_t> number_keys_;
   std::vector<std::uint32_t> number_slots_;
   std::size_t number_count_ = 0;
-  std::vector<std::uint64_t> text_hashes_;
-  std::vector<std::uint32_t> text_slots_;
+  std::vector<TextSlot> text_slots_;
   std::size_t text_count_ = 0;
+  // Files are usually grouped by user: the previous id repeats most of the time.
+  std::string last_text_;
+  std::uint32_t last_index_ = 0;
+  bool has_last_ = false;
   std::vector<std::unique_ptr<char[]>> arena_;
   std::size_t arena_used_ = 0;
   std::size_t arena_capacity_ = 0;

@@ -70,6 +70,17 @@ bool RankingMetricsAtKs(std::span<const ItemIndex> ranked, std::span<const ItemI
 std::optional<double> Auc(std::span<const float> positive_scores,
                           std::span<const float> negative_scores);
 
+// The same AUC from one dense row of scores over the whole catalog, with Recommend's
+// masking: `excluded` items (the user's training items; sorted, distinct) are not
+// ranked, so they are neither negatives nor - when also relevant - rankable: such a
+// positive scores -infinity. Every item that is neither excluded nor in `relevant`
+// (sorted, distinct) is a negative. Equals Auc(positive scores, negative scores)
+// without materialising the negatives: for up to 32 positives, one branch-free
+// counting pass over the row per positive (O(n_items * P), vectorised), beyond that
+// O(n_items log P). nullopt without positives or negatives.
+std::optional<double> RowAuc(std::span<const float> scores, std::span<const ItemIndex> excluded,
+                             std::span<const ItemIndex> relevant);
+
 // Mean self-information of the first k items: mean of -log2(popularity[i] / n_users)
 // where popularity[i] is the number of training users who interacted with item i. An
 // item without training interactions counts as popularity 1 (so the value stays

@@ -68,6 +68,7 @@ class IalsModel final : public FactorModel {
   int cg_steps_;
   bool cholesky_;
   float init_scale_;
+  bool report_loss_;
   linalg::Confidence confidence_;
 
   std::vector<float> gram_;                             // training scratch (k x k)

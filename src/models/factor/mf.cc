@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 
 #include "block_scheduler.h"
 #include "kernels.h"
@@ -65,12 +64,12 @@ RatingErrors TrainingErrors(const Recommender& model, const CsrMatrix& ratings, 
 std::vector<ParamField> MfModel::Fields() {
   return {
       IntParam("factors", 64, 1, 4096, "Latent dimensions", {"k", "dim"}),
-      IntParam("epochs", 60, 1, 100000, "Passes over the training ratings", {"iterations", "iters"}),
-      FloatParam("lr", 0.007, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
-      FloatParam("lr_decay", 0.97, 0.1, 1, "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
-      FloatParam("reg", 0.06, 0, 100, "L2 regularisation of the factors, per rating", {"regularization"}),
+      IntParam("epochs", 100, 1, 100000, "Passes over the training ratings", {"iterations", "iters"}),
+      FloatParam("lr", 0.01, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
+      FloatParam("lr_decay", 0.98, 0.1, 1, "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
+      FloatParam("reg", 0.07, 0, 100, "L2 regularisation of the factors, per rating", {"regularization"}),
       FloatParam("bias_reg", 0.01, 0, 100, "L2 regularisation of the user and item biases, per rating"),
-      FloatParam("init_std", 0.1, 0, 10, "Standard deviation of the normal initial factors"),
+      FloatParam("init_std", 0.01, 0, 10, "Scale of the initial factors (like a normal's standard deviation)"),
       IntParam("bins", 0, 0, 1024,
                "Block grid size per side (0 = auto: 8 for up to 4 threads, 2 * threads above); the model "
                "depends on it, not on the thread count"),
@@ -111,26 +110,23 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   user_bias_.assign(data.n_users, 0.0f);
   item_bias_.assign(data.n_items, 0.0f);
 
-  // Per-row regularisation: reg per rating, or reg / sqrt(n) with frequency scaling
-  // (MyMediaLite's FrequencyRegularization), n the row's number of ratings.
-  const bool frequency = std::getenv("MF_FREQ") != nullptr;
-  std::vector<float> user_reg(data.n_users, reg), item_reg(data.n_items, reg);
-  if (frequency) {
-    for (std::size_t u = 0; u < data.n_users; ++u) user_reg[u] = reg / std::sqrt(std::max<double>(1, data.user_items.RowLength(u)));
-    for (std::size_t i = 0; i < data.n_items; ++i) item_reg[i] = reg / std::sqrt(std::max<double>(1, data.item_users.RowLength(i)));
-  }
   BlockGrid grid = BlockGrid::Build(ratings, bins, kColSplits, DeriveSeed(ctx.seed, 3), /*keep_values=*/true,
                                     threads);
   const BlockScheduler scheduler(grid.bins(), kColSplits, DeriveSeed(ctx.seed, 4));
   const int sgd_threads = SgdThreads(threads, grid.nnz(), grid.bins());
   const std::size_t k = factors_;
   const std::uint64_t block_seed = DeriveSeed(ctx.seed, 5);
+  // Squared errors seen during the epoch, per block (summed in block order): a
+  // non-finite sum means SGD diverged.
+  std::vector<double> block_squared_error(scheduler.n_blocks(), 0.0);
 
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     auto start = std::chrono::steady_clock::now();
     const float lr = static_cast<float>(lr0 * std::pow(lr_decay, epoch - 1));
     const EpochPlan plan = scheduler.Plan(epoch);
+    std::fill(block_squared_error.begin(), block_squared_error.end(), 0.0);
     BlockScheduler::Run(plan, sgd_threads, [&](const GridBlock& block) {
+      double& squared_error = block_squared_error[block.id];
       Rng rng(DeriveSeed(block_seed, static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
       std::vector<std::uint32_t> micro_bins(plan.GroupMicroBins(block.col_group).begin(),
                                             plan.GroupMicroBins(block.col_group).end());
@@ -148,14 +144,16 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
           float* item_row = item_factors_.data() + static_cast<std::size_t>(item) * k;
           float prediction = global_bias_ + user_bias_[user] + item_bias_[item] + kernels::Dot(user_row, item_row, k);
           float error = values[e] - prediction;
+          squared_error += static_cast<double>(error) * error;
           user_bias_[user] += lr * (error - bias_reg * user_bias_[user]);
           item_bias_[item] += lr * (error - bias_reg * item_bias_[item]);
-          kernels::SgdPairStep(user_row, item_row, k, error, lr, user_reg[user], item_reg[item]);
+          kernels::SgdPairStep(user_row, item_row, k, error, lr, reg, reg);
         }
       }
     });
-    if (!std::isfinite(user_bias_.empty() ? 0.0f : user_bias_[0]) ||
-        !std::isfinite(item_factors_.empty() ? 0.0f : item_factors_[0])) {
+    double running_squared_error = 0;
+    for (double block_error : block_squared_error) running_squared_error += block_error;
+    if (!std::isfinite(running_squared_error)) {
       throw InvalidArgument(family() + ": training diverged (non-finite factors); lower lr (now " +
                             p.values().at("lr") + ")");
     }

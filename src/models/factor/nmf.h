@@ -1,16 +1,21 @@
-// `nmf`: non-negative matrix factorisation of explicit ratings (Lee & Seung 2001,
-// restricted to the observed ratings as in Luo et al. 2014 / Surprise's NMF).
+// `nmf`: non-negative matrix factorisation of explicit ratings, fitted on the observed
+// ratings only (Lee & Seung 2001; coordinate descent as in Hsieh & Dhillon 2011;
+// Surprise's NMF uses the multiplicative variant).
 //
 // Model: r(u, i) = p_u . q_i with p, q >= 0 (no biases: the factors are meant to be
-// read as additive parts). Each epoch applies the multiplicative updates, first to
-// every user with the items fixed, then to every item with the new users fixed:
-//   p_uf *= sum_i q_if r_ui / (sum_i q_if r^_ui + n_u reg_user p_uf)
-//   q_if *= sum_u p_uf r_ui / (sum_u p_uf r^_ui + n_i reg_item q_if)
+// read as additive parts). An epoch updates every user with the items fixed, then every
+// item with the new users fixed; each row minimises its share of
+//   sum over its ratings (r - p . q)^2 + reg * n * |p|^2      (n = the row's ratings)
+// under p >= 0, by one of two solvers:
+//   cd  (default) one sweep of cyclic coordinate descent: each factor in turn is set to
+//       its exact clipped minimiser, residuals kept current; the objective never rises;
+//   mu  the multiplicative update p_f *= sum q_f r / (sum q_f r^ + n reg p_f), which
+//       keeps signs by construction but needs several times more epochs.
 // Factors start uniform in [0, 2 sqrt(mean rating / factors)], so the first
-// predictions average the mean rating, and never turn negative (every term is >= 0).
-// Users and items without training ratings get zero vectors.
-// Deterministic for a seed (no ordering effects: each half-step reads only the other
-// side). Loss per epoch: training RMSE (metrics train_rmse / train_mae).
+// predictions average the mean rating. Users and items without training ratings get
+// zero vectors. Deterministic for a seed, whatever the thread count (each half-step
+// reads only the other side). Loss per epoch: training RMSE (metrics train_rmse /
+// train_mae).
 //
 // Cost per epoch: O(nnz * factors), in parallel over users, then items.
 // Thread-safety: const methods are safe concurrently.

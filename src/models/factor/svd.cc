@@ -47,8 +47,8 @@ std::vector<ParamField> SvdModel::Fields() {
       IntParam("factors", 20, 1, 4096, "Number of singular triplets kept (rank k)", {"rank", "n_components"}),
       ChoiceParam("center", "bias", {"none", "global", "bias"},
                   "Centre ratings before the SVD: none (PureSVD), global mean, or mean + user/item biases"),
-      FloatParam("bias_reg_user", 10, 0, 1e9, "Shrinkage of user biases: sum / (bias_reg_user + n_u)"),
-      FloatParam("bias_reg_item", 25, 0, 1e9, "Shrinkage of item biases: sum / (bias_reg_item + n_i)"),
+      FloatParam("bias_reg_user", 5, 0, 1e9, "Shrinkage of user biases: sum / (bias_reg_user + n_u)"),
+      FloatParam("bias_reg_item", 5, 0, 1e9, "Shrinkage of item biases: sum / (bias_reg_item + n_i)"),
       IntParam("oversample", 10, 0, 4096, "Extra random directions of the range finder (Halko's p)"),
       IntParam("power_iters", 4, 0, 100, "Power iterations of the range finder (Halko's q)"),
   };

@@ -1,9 +1,9 @@
 #include "assoc.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <fmt/format.h>
 
 #include "recforge/models/model_io.h"
 #include "similarity.h"
@@ -12,26 +12,31 @@ namespace recforge::models {
 
 std::vector<ParamField> AssocRules::Fields() {
   return {
-      ChoiceParam("metric", "confidence", {"support", "confidence", "lift"}, "Rule strength", {"measure"}),
-      IntParam("min_support", 10, 1, 1000000000, "Minimum number of users having both items of a rule",
-               {"min_count"}),
-      IntParam("rules", 100, 1, 1000000, "Strongest rules kept per antecedent item", {"max_rules", "k"}),
-      ChoiceParam("aggregate", "max", {"max", "sum"},
-                  "How the rules from a user's items into one item are combined: strongest, or summed"),
+      ChoiceParam("metric", "confidence", {"support", "confidence", "lift"}, "Rule strength",
+                  {"measure"}),
+      IntParam("min_support", 10, 1, 1000000000,
+               "Minimum number of users having both items of a rule", {"min_count"}),
+      IntParam("rules", 100, 1, 1000000, "Strongest rules kept per antecedent item",
+               {"max_rules", "k"}),
+      ChoiceParam(
+          "aggregate", "max", {"max", "sum"},
+          "How the rules from a user's items into one item are combined: strongest, or summed"),
   };
 }
 
 AssocRules::AssocRules(ParamValues params)
     : Recommender(std::move(params)), max_aggregate_(this->params().Choice("aggregate") == "max") {}
 
-void AssocRules::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+void AssocRules::FitImpl(const TrainingData& data, const Context& ctx,
+                         const TrainCallback& callback) {
   auto start = std::chrono::steady_clock::now();
   std::vector<float> item_count(data.n_items);
   for (std::size_t item = 0; item < data.n_items; ++item) {
     item_count[item] = static_cast<float>(data.item_users.RowLength(item));
   }
   std::size_t baskets = 0;
-  for (std::size_t user = 0; user < data.user_items.n_rows; ++user) baskets += data.user_items.RowLength(user) > 0;
+  for (std::size_t user = 0; user < data.user_items.n_rows; ++user)
+    baskets += data.user_items.RowLength(user) > 0;
   PairScorer scorer;
   const std::string& metric = params().Choice("metric");
   scorer.measure = metric == "support"      ? PairMeasure::kSupport
@@ -43,7 +48,8 @@ void AssocRules::FitImpl(const TrainingData& data, const Context& ctx, const Tra
   // Baskets are sets: every stored interaction counts once, whatever its rating.
   rules_ = TopKPairs(data.item_users, data.user_items, item_count, /*unit_weights=*/true, scorer,
                      static_cast<std::size_t>(params().Int("rules")), ctx);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ctx.log().Info("assoc: {} items, {} rules, {:.2f}s", data.n_items, rules_.nnz(), seconds);
   if (callback) {
     EpochReport report;
@@ -78,7 +84,8 @@ void AssocRules::ScoreUsers(std::span<const UserIndex> users, float* out) const 
   }
 }
 
-bool AssocRules::ScoreHistory(std::span<const ItemIndex> items, std::span<const float>, float* out) const {
+bool AssocRules::ScoreHistory(std::span<const ItemIndex> items, std::span<const float>,
+                              float* out) const {
   ScoreRow(items, out);
   return true;
 }
@@ -101,7 +108,8 @@ void AssocRules::LoadState(ModelReader& reader) {
   const bool indices_ok = std::all_of(rules.indices.begin(), rules.indices.end(),
                                       [this](std::uint32_t item) { return item < n_items(); });
   if (rules.n_rows != n_items() || rules.n_cols != n_items() || !indices_ok) {
-    throw FormatError(fmt::format("{}: assoc rules do not match {} items", reader.source(), n_items()));
+    throw FormatError(
+        fmt::format("{}: assoc rules do not match {} items", reader.source(), n_items()));
   }
   rules_ = std::move(rules);
 }

@@ -30,7 +30,8 @@ class AssocRules final : public Recommender {
   explicit AssocRules(ParamValues params);
 
   void ScoreUsers(std::span<const UserIndex> users, float* out) const override;
-  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const override;
+  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                    float* out) const override;
   RankedItems SimilarItems(ItemIndex item, std::size_t k) const override;
   void SaveState(ModelWriter& writer) const override;
   void LoadState(ModelReader& reader) override;
@@ -39,7 +40,8 @@ class AssocRules final : public Recommender {
   const CsrMatrix& rules() const { return rules_; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
 
  private:
   void ScoreRow(std::span<const ItemIndex> items, float* out) const;

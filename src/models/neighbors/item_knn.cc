@@ -1,9 +1,9 @@
 #include "item_knn.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <fmt/format.h>
 
 #include "recforge/models/model_io.h"
 
@@ -14,10 +14,12 @@ std::vector<ParamField> ItemKnn::Fields() {
   // of the rating values and 20 neighbours spread from the history items beat plain
   // binary cosine at any K, and the choice held on ml-latest-small.
   std::vector<ParamField> fields = SimilarityFields("bm25", 0, /*default_binary=*/false);
-  fields.push_back(IntParam("neighbors", 20, 1, 1000000, "Neighbours kept per item (top-K)", {"k", "topk"}));
-  fields.push_back(ChoiceParam("neighborhood", "history", {"history", "target"},
-                               "history: each seen item adds to its K nearest items; target: each candidate "
-                               "sums over its own K nearest items that were seen"));
+  fields.push_back(
+      IntParam("neighbors", 20, 1, 1000000, "Neighbours kept per item (top-K)", {"k", "topk"}));
+  fields.push_back(
+      ChoiceParam("neighborhood", "history", {"history", "target"},
+                  "history: each seen item adds to its K nearest items; target: each candidate "
+                  "sums over its own K nearest items that were seen"));
   return fields;
 }
 
@@ -34,8 +36,10 @@ void ItemKnn::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   RowSimilarity similarity(data.item_users, &data.user_items, options_);
   neighbors_ = similarity.AllNeighbors(k_, ctx);
   PrepareScoring();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.log().Info("itemknn: {} items, {} neighbour pairs, {:.2f}s", data.n_items, neighbors_.nnz(), seconds);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ctx.log().Info("itemknn: {} items, {} neighbour pairs, {:.2f}s", data.n_items, neighbors_.nnz(),
+                 seconds);
   if (callback) {
     EpochReport report;
     report.epoch = report.epochs = 1;
@@ -52,7 +56,8 @@ void ItemKnn::PrepareScoring() {
   }
 }
 
-void ItemKnn::ScoreRow(std::span<const ItemIndex> items, std::span<const float> values, float* out) const {
+void ItemKnn::ScoreRow(std::span<const ItemIndex> items, std::span<const float> values,
+                       float* out) const {
   std::fill(out, out + n_items(), 0.0f);
   const CsrMatrix& spread = target_ ? transposed_ : neighbors_;
   if (spread.indptr.empty()) return;
@@ -79,7 +84,8 @@ void ItemKnn::ScoreUsers(std::span<const UserIndex> users, float* out) const {
   }
 }
 
-bool ItemKnn::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const {
+bool ItemKnn::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                           float* out) const {
   ScoreRow(items, values, out);
   return true;
 }
@@ -102,7 +108,8 @@ void ItemKnn::LoadState(ModelReader& reader) {
   const bool indices_ok = std::all_of(neighbors.indices.begin(), neighbors.indices.end(),
                                       [this](std::uint32_t item) { return item < n_items(); });
   if (neighbors.n_rows != n_items() || neighbors.n_cols != n_items() || !indices_ok) {
-    throw FormatError(fmt::format("{}: itemknn neighbour lists do not match {} items", reader.source(), n_items()));
+    throw FormatError(fmt::format("{}: itemknn neighbour lists do not match {} items",
+                                  reader.source(), n_items()));
   }
   neighbors_ = std::move(neighbors);
   PrepareScoring();

@@ -30,7 +30,8 @@ class ItemKnn final : public Recommender {
   explicit ItemKnn(ParamValues params);
 
   void ScoreUsers(std::span<const UserIndex> users, float* out) const override;
-  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const override;
+  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                    float* out) const override;
   // The item's stored neighbours (at most `neighbors`), best first.
   RankedItems SimilarItems(ItemIndex item, std::size_t k) const override;
   void SaveState(ModelWriter& writer) const override;
@@ -40,7 +41,8 @@ class ItemKnn final : public Recommender {
   const CsrMatrix& neighbors() const { return neighbors_; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
 
  private:
   // Scores one history into out[0, n_items).
@@ -50,9 +52,10 @@ class ItemKnn final : public Recommender {
 
   SimilarityOptions options_;
   std::size_t k_;
-  bool target_;              // neighborhood=target
+  bool target_;  // neighborhood=target
   CsrMatrix neighbors_;
-  CsrMatrix transposed_;     // neighbors_^T (row i: the items that have i as a neighbour), when target_
+  CsrMatrix
+      transposed_;  // neighbors_^T (row i: the items that have i as a neighbour), when target_
 };
 
 }  // namespace recforge::models

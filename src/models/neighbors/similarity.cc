@@ -1,11 +1,11 @@
 #include "similarity.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <numeric>
-
-#include <fmt/format.h>
 
 #include "recforge/core/error.h"
 #include "recforge/core/parallel.h"
@@ -27,11 +27,14 @@ constexpr std::size_t kChunkRows = 8;
 constexpr std::uint64_t kPrefetchFar = 24;
 constexpr std::uint64_t kPrefetchNear = 12;
 constexpr std::size_t kPrefetchLines = 8;
+// A row whose expected accumulations exceed this many times the number of rows is
+// selected by a dense scan of the accumulator.
+constexpr double kDenseFactor = 1.0;
 
 // Per-thread state of the all-pairs kernel, allocated once per thread.
 struct KernelScratch {
-  std::vector<std::uint32_t> counts;  // unit weights: co-occurrence counts
-  std::vector<double> dots;           // general weights: dot products
+  std::vector<std::uint32_t> counts;   // unit weights: co-occurrence counts
+  std::vector<double> dots;            // general weights: dot products
   std::vector<std::uint32_t> touched;  // rows with a non-zero accumulator, first-touch order
   std::vector<Candidate> candidates;
 
@@ -46,10 +49,11 @@ struct KernelScratch {
   }
 };
 
-// Adds w(row, f) * w(other, f) for every feature f of `row` into the accumulator and
-// returns how many distinct rows were touched (listed in scratch.touched).
-template <bool kUnit>
-std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::size_t row, KernelScratch& scratch) {
+// Adds w(row, f) * w(other, f) for every feature f of `row` into the accumulator and,
+// with kTrack, returns how many distinct rows were touched (listed in scratch.touched).
+template <bool kUnit, bool kTrack>
+std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::size_t row,
+                       KernelScratch& scratch) {
   std::size_t n_touched = 0;
   std::uint32_t* touched = scratch.touched.data();
   const std::uint32_t* others = transpose.indices.data();
@@ -59,12 +63,14 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
     // The other rows' lists live at scattered addresses of a matrix far larger than
     // the caches, and the loop is bound by fetching them: prefetch the offsets
     // kPrefetchFar features ahead and the list itself kPrefetchNear features ahead.
-    if (p + kPrefetchFar < row_end) __builtin_prefetch(&transpose.indptr[rows.indices[p + kPrefetchFar]]);
+    if (p + kPrefetchFar < row_end)
+      __builtin_prefetch(&transpose.indptr[rows.indices[p + kPrefetchFar]]);
     if (p + kPrefetchNear < row_end) {
       const std::uint32_t ahead = rows.indices[p + kPrefetchNear];
       const std::uint32_t* list = others + transpose.indptr[ahead];
       const std::uint32_t* list_end = others + transpose.indptr[ahead + 1];
-      for (const std::uint32_t* line = list; line < list_end && line < list + kPrefetchLines * 16; line += 16) {
+      for (const std::uint32_t* line = list; line < list_end && line < list + kPrefetchLines * 16;
+           line += 16) {
         __builtin_prefetch(line);
       }
     }
@@ -75,10 +81,12 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
       std::uint32_t* counts = scratch.counts.data();
       for (std::uint64_t q = begin; q < end; ++q) {
         const std::uint32_t other = others[q];
-        // Branch-free first-touch test: about half of the updates are first touches,
-        // so a branch here mispredicts constantly.
-        touched[n_touched] = other;
-        n_touched += counts[other] == 0;
+        if constexpr (kTrack) {
+          // Branch-free first-touch test: about half of the updates are first
+          // touches, so a branch here mispredicts constantly.
+          touched[n_touched] = other;
+          n_touched += counts[other] == 0;
+        }
         ++counts[other];
       }
     } else {
@@ -88,8 +96,10 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
       double* dots = scratch.dots.data();
       for (std::uint64_t q = begin; q < end; ++q) {
         const std::uint32_t other = others[q];
-        touched[n_touched] = other;
-        n_touched += dots[other] == 0;
+        if constexpr (kTrack) {
+          touched[n_touched] = other;
+          n_touched += dots[other] == 0;
+        }
         dots[other] += weight * static_cast<double>(other_weights[q]);
       }
     }
@@ -98,10 +108,12 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
 }
 
 // Turns the accumulated dot products into scored candidates (resetting the
-// accumulator) and keeps the best k.
-template <PairMeasure kMeasure, bool kUnit>
-void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat, const PairScorer& scorer,
-               std::size_t n_touched, std::size_t k, KernelScratch& scratch) {
+// accumulator) and keeps the best k. kDense scans the whole accumulator instead of the
+// touched list (for rows that touch a large part of it anyway).
+template <PairMeasure kMeasure, bool kUnit, bool kDense>
+void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat,
+               const PairScorer& scorer, std::size_t n_touched, std::size_t k,
+               KernelScratch& scratch) {
   auto& candidates = scratch.candidates;
   candidates.clear();
   // Popular rows touch most of the catalogue, so candidates are pruned on the fly:
@@ -110,14 +122,17 @@ void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat,
   const std::size_t cap = std::max<std::size_t>(4 * k, 512);
   float bar = 0;
   double bar_margin = 0;
-  for (std::size_t t = 0; t < n_touched; ++t) {
-    const std::uint32_t other = scratch.touched[t];
+  const std::size_t n_scan = kDense ? stat.size() : n_touched;
+  for (std::size_t t = 0; t < n_scan; ++t) {
+    const std::uint32_t other = kDense ? static_cast<std::uint32_t>(t) : scratch.touched[t];
     double dot;
     if constexpr (kUnit) {
       dot = scratch.counts[other];
+      if (kDense && dot == 0) continue;
       scratch.counts[other] = 0;
     } else {
       dot = scratch.dots[other];
+      if (kDense && dot == 0) continue;
       scratch.dots[other] = 0;
     }
     if (other == self || dot < scorer.min_dot) continue;
@@ -126,7 +141,8 @@ void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat,
       // multiplication instead of a division. The margin (2^-20 relative) exceeds the
       // rounding of the exact score to float, so no candidate that could reach the bar
       // is ever rejected here.
-      if (dot < bar_margin * (static_cast<double>(stat_self) * stat[other] + scorer.shrink)) continue;
+      if (dot < bar_margin * (static_cast<double>(stat_self) * stat[other] + scorer.shrink))
+        continue;
     }
     const float score = scorer.ScoreAs<kMeasure>(stat_self, stat[other], dot);
     if (!(score > 0) || score < bar || k == 0) continue;  // !(> 0) also drops NaN
@@ -155,6 +171,10 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
   std::vector<ChunkResult> chunks(n_chunks);
   std::atomic<std::size_t> next_chunk{0};
   const int threads = std::max(1, ctx.threads);
+  const double mean_list = transpose.n_rows == 0 ? 0.0
+                                                 : static_cast<double>(transpose.nnz()) /
+                                                       static_cast<double>(transpose.n_rows);
+  const double dense_threshold = kDenseFactor * static_cast<double>(n_rows);
   // Dynamic schedule by hand over ParallelRegion, so that each thread owns one scratch
   // for its whole life; each row's result depends only on the row, never on which
   // thread computed it, so the output is the same for every thread count.
@@ -169,8 +189,18 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
       const std::size_t end = std::min(n_rows, begin + kChunkRows);
       result.lengths.reserve(end - begin);
       for (std::size_t row = begin; row < end; ++row) {
-        const std::size_t n_touched = Accumulate<kUnit>(rows, transpose, row, scratch);
-        SelectRow<kMeasure, kUnit>(static_cast<std::uint32_t>(row), stat[row], stat, scorer, n_touched, k, scratch);
+        // Expected accumulations of this row; when they are many, most of the
+        // accumulator gets touched and a dense scan beats keeping a touched list.
+        const double expected = static_cast<double>(rows.RowLength(row)) * mean_list;
+        if (expected >= dense_threshold) {
+          Accumulate<kUnit, false>(rows, transpose, row, scratch);
+          SelectRow<kMeasure, kUnit, true>(static_cast<std::uint32_t>(row), stat[row], stat,
+                                           scorer, 0, k, scratch);
+        } else {
+          const std::size_t n_touched = Accumulate<kUnit, true>(rows, transpose, row, scratch);
+          SelectRow<kMeasure, kUnit, false>(static_cast<std::uint32_t>(row), stat[row], stat,
+                                            scorer, n_touched, k, scratch);
+        }
         result.lengths.push_back(static_cast<std::uint32_t>(scratch.candidates.size()));
         for (const auto& [score, other] : scratch.candidates) {
           result.columns.push_back(other);
@@ -208,31 +238,36 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
 }
 
 template <bool kUnit>
-CsrMatrix DispatchMeasure(const CsrMatrix& rows, const CsrMatrix& transpose, std::span<const float> stat,
-                          const PairScorer& scorer, std::size_t k, const Context& ctx) {
+CsrMatrix DispatchMeasure(const CsrMatrix& rows, const CsrMatrix& transpose,
+                          std::span<const float> stat, const PairScorer& scorer, std::size_t k,
+                          const Context& ctx) {
   switch (scorer.measure) {
-    case PairMeasure::kCosine: return RunKernel<PairMeasure::kCosine, kUnit>(rows, transpose, stat, scorer, k, ctx);
+    case PairMeasure::kCosine:
+      return RunKernel<PairMeasure::kCosine, kUnit>(rows, transpose, stat, scorer, k, ctx);
     case PairMeasure::kTanimoto:
       return RunKernel<PairMeasure::kTanimoto, kUnit>(rows, transpose, stat, scorer, k, ctx);
-    case PairMeasure::kSupport: return RunKernel<PairMeasure::kSupport, kUnit>(rows, transpose, stat, scorer, k, ctx);
+    case PairMeasure::kSupport:
+      return RunKernel<PairMeasure::kSupport, kUnit>(rows, transpose, stat, scorer, k, ctx);
     case PairMeasure::kConfidence:
       return RunKernel<PairMeasure::kConfidence, kUnit>(rows, transpose, stat, scorer, k, ctx);
-    case PairMeasure::kLift: return RunKernel<PairMeasure::kLift, kUnit>(rows, transpose, stat, scorer, k, ctx);
+    case PairMeasure::kLift:
+      return RunKernel<PairMeasure::kLift, kUnit>(rows, transpose, stat, scorer, k, ctx);
   }
   return {};
 }
 
 }  // namespace
 
-void SelectTopK(std::vector<std::pair<float, std::uint32_t>>& candidates, std::size_t k, bool sorted) {
+void SelectTopK(std::vector<std::pair<float, std::uint32_t>>& candidates, std::size_t k,
+                bool sorted) {
   if (candidates.size() > k) {
     if (k == 0) {
       candidates.clear();
       return;
     }
     // After this, [0, k - 1) are better than element k - 1, which is the k-th best.
-    std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(k - 1), candidates.end(),
-                     Better);
+    std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                     candidates.end(), Better);
     candidates.resize(k);
     if (!sorted) {
       // Keep the k-th best last: callers read it as the bar.
@@ -243,7 +278,8 @@ void SelectTopK(std::vector<std::pair<float, std::uint32_t>>& candidates, std::s
 }
 
 CsrMatrix TopKPairs(const CsrMatrix& rows, const CsrMatrix& transpose, std::span<const float> stat,
-                    bool unit_weights, const PairScorer& scorer, std::size_t k, const Context& ctx) {
+                    bool unit_weights, const PairScorer& scorer, std::size_t k,
+                    const Context& ctx) {
   if (unit_weights) return DispatchMeasure<true>(rows, transpose, stat, scorer, k, ctx);
   return DispatchMeasure<false>(rows, transpose, stat, scorer, k, ctx);
 }
@@ -261,28 +297,36 @@ SimilarityKind ParseSimilarityKind(std::string_view name) {
 
 std::string_view Name(SimilarityKind kind) {
   switch (kind) {
-    case SimilarityKind::kCosine: return "cosine";
-    case SimilarityKind::kJaccard: return "jaccard";
-    case SimilarityKind::kBm25: return "bm25";
-    case SimilarityKind::kTfidf: return "tfidf";
+    case SimilarityKind::kCosine:
+      return "cosine";
+    case SimilarityKind::kJaccard:
+      return "jaccard";
+    case SimilarityKind::kBm25:
+      return "bm25";
+    case SimilarityKind::kTfidf:
+      return "tfidf";
   }
   return "?";
 }
 
 std::vector<std::string> SimilarityKindNames() { return {"cosine", "jaccard", "bm25", "tfidf"}; }
 
-std::vector<ParamField> SimilarityFields(const std::string& default_kind, double default_shrink, bool default_binary) {
+std::vector<ParamField> SimilarityFields(const std::string& default_kind, double default_shrink,
+                                         bool default_binary) {
   return {
-      ChoiceParam("similarity", default_kind, SimilarityKindNames(),
-                  "Pair similarity: cosine, jaccard (Tanimoto), or cosine of bm25 / tfidf weighted vectors",
-                  {"sim"}),
+      ChoiceParam(
+          "similarity", default_kind, SimilarityKindNames(),
+          "Pair similarity: cosine, jaccard (Tanimoto), or cosine of bm25 / tfidf weighted vectors",
+          {"sim"}),
       FloatParam("shrink", default_shrink, 0, 1e9,
                  "Added to the similarity denominator: damps pairs with little support"),
-      BoolParam("binary", default_binary, "Every interaction counts as 1 (false: use the stored rating values)",
+      BoolParam("binary", default_binary,
+                "Every interaction counts as 1 (false: use the stored rating values)",
                 {"implicit"}),
-      FloatParam("bm25_k1", 1.2, 0, 1e6, "BM25 term-frequency saturation (similarity=bm25)", {"k1"}),
-      FloatParam("bm25_b", 0.75, 0, 1, "BM25 length normalisation, 0 = none, 1 = full (similarity=bm25)",
-                 {"b"}),
+      FloatParam("bm25_k1", 1.2, 0, 1e6, "BM25 term-frequency saturation (similarity=bm25)",
+                 {"k1"}),
+      FloatParam("bm25_b", 0.75, 0, 1,
+                 "BM25 length normalisation, 0 = none, 1 = full (similarity=bm25)", {"b"}),
   };
 }
 
@@ -296,9 +340,11 @@ SimilarityOptions SimilarityOptionsFrom(const ParamValues& params) {
   return options;
 }
 
-RowSimilarity::RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose, const SimilarityOptions& options)
+RowSimilarity::RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose,
+                             const SimilarityOptions& options)
     : options_(options) {
-  const bool plain = options.kind == SimilarityKind::kCosine || options.kind == SimilarityKind::kJaccard;
+  const bool plain =
+      options.kind == SimilarityKind::kCosine || options.kind == SimilarityKind::kJaccard;
   const bool binary = options.binary;
   auto usable = [binary](float value) { return binary || value > 0; };  // NaN is not > 0
 
@@ -324,8 +370,10 @@ RowSimilarity::RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose, 
   if (!plain) {
     idf_.resize(rows.n_cols);
     const double log_n = std::log(static_cast<double>(std::max<std::size_t>(non_empty, 1)));
-    for (std::size_t f = 0; f < rows.n_cols; ++f) idf_[f] = log_n - std::log1p(static_cast<double>(df[f]));
-    average_length_ = non_empty > 0 ? std::accumulate(length.begin(), length.end(), 0.0) / non_empty : 1.0;
+    for (std::size_t f = 0; f < rows.n_cols; ++f)
+      idf_[f] = log_n - std::log1p(static_cast<double>(df[f]));
+    average_length_ =
+        non_empty > 0 ? std::accumulate(length.begin(), length.end(), 0.0) / non_empty : 1.0;
   }
   unit_weights_ = plain && binary;
 
@@ -342,7 +390,8 @@ RowSimilarity::RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose, 
       for (std::uint64_t p = rows.indptr[row]; p < rows.indptr[row + 1]; ++p) {
         const float value = rows.values[p];
         if (!usable(value)) continue;
-        const float weight = static_cast<float>(Weight(binary ? 1.0 : value, length[row], rows.indices[p]));
+        const float weight =
+            static_cast<float>(Weight(binary ? 1.0 : value, length[row], rows.indices[p]));
         if (!(weight > 0)) continue;
         weighted_.indices.push_back(rows.indices[p]);
         weighted_.values.push_back(weight);
@@ -360,15 +409,18 @@ RowSimilarity::RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose, 
       const double weight = unit_weights_ ? 1.0 : static_cast<double>(kept.values[p]);
       squares += weight * weight;
     }
-    stats_[row] = static_cast<float>(options.kind == SimilarityKind::kJaccard ? squares : std::sqrt(squares));
+    stats_[row] =
+        static_cast<float>(options.kind == SimilarityKind::kJaccard ? squares : std::sqrt(squares));
   }
 }
 
 double RowSimilarity::Weight(double value, double length, std::uint32_t feature) const {
   switch (options_.kind) {
     case SimilarityKind::kCosine:
-    case SimilarityKind::kJaccard: return value;
-    case SimilarityKind::kTfidf: return std::sqrt(value) * idf_[feature];
+    case SimilarityKind::kJaccard:
+      return value;
+    case SimilarityKind::kTfidf:
+      return std::sqrt(value) * idf_[feature];
     case SimilarityKind::kBm25: {
       const double k1 = options_.bm25_k1, b = options_.bm25_b;
       const double length_norm = (1.0 - b) + b * length / average_length_;
@@ -380,7 +432,8 @@ double RowSimilarity::Weight(double value, double length, std::uint32_t feature)
 
 PairScorer RowSimilarity::Scorer() const {
   PairScorer scorer;
-  scorer.measure = options_.kind == SimilarityKind::kJaccard ? PairMeasure::kTanimoto : PairMeasure::kCosine;
+  scorer.measure =
+      options_.kind == SimilarityKind::kJaccard ? PairMeasure::kTanimoto : PairMeasure::kCosine;
   scorer.shrink = options_.shrink;
   return scorer;
 }
@@ -389,8 +442,8 @@ CsrMatrix RowSimilarity::AllNeighbors(std::size_t k, const Context& ctx) const {
   return TopKPairs(rows(), transpose(), stats_, unit_weights_, Scorer(), k, ctx);
 }
 
-void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<const float> values, std::size_t k,
-                          Scratch& scratch, std::vector<std::uint32_t>& rows_out,
+void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<const float> values,
+                          std::size_t k, Scratch& scratch, std::vector<std::uint32_t>& rows_out,
                           std::vector<float>& scores_out) const {
   rows_out.clear();
   scores_out.clear();
@@ -406,7 +459,8 @@ void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<con
     if (features[t] >= n_features) continue;
     entries.emplace_back(features[t], values.empty() ? 1.0f : values[t]);
   }
-  std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::size_t merged = 0;
   for (std::size_t t = 0; t < entries.size(); ++t) {
     if (merged > 0 && entries[merged - 1].first == entries[t].first) {
@@ -434,7 +488,8 @@ void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<con
     entries[kept++] = {feature, weight};
   }
   entries.resize(kept);
-  const float stat_self = static_cast<float>(options_.kind == SimilarityKind::kJaccard ? squares : std::sqrt(squares));
+  const float stat_self =
+      static_cast<float>(options_.kind == SimilarityKind::kJaccard ? squares : std::sqrt(squares));
 
   const std::size_t n_rows = other_rows.n_cols;
   if (scratch.accumulator.size() < n_rows) scratch.accumulator.assign(n_rows, 0.0);
@@ -447,7 +502,9 @@ void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<con
       const std::uint32_t other = other_rows.indices[q];
       touched[n_touched] = other;
       n_touched += dots[other] == 0;
-      dots[other] += unit_weights_ ? 1.0 : static_cast<double>(weight) * static_cast<double>(other_rows.values[q]);
+      dots[other] += unit_weights_
+                         ? 1.0
+                         : static_cast<double>(weight) * static_cast<double>(other_rows.values[q]);
     }
   }
   const PairScorer scorer = Scorer();

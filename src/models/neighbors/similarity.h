@@ -50,11 +50,16 @@ struct PairScorer {
   // in the tests uses this same function, so the two agree exactly).
   float Score(double stat_a, double stat_b, double dot) const {
     switch (measure) {
-      case PairMeasure::kCosine: return ScoreAs<PairMeasure::kCosine>(stat_a, stat_b, dot);
-      case PairMeasure::kTanimoto: return ScoreAs<PairMeasure::kTanimoto>(stat_a, stat_b, dot);
-      case PairMeasure::kSupport: return ScoreAs<PairMeasure::kSupport>(stat_a, stat_b, dot);
-      case PairMeasure::kConfidence: return ScoreAs<PairMeasure::kConfidence>(stat_a, stat_b, dot);
-      case PairMeasure::kLift: return ScoreAs<PairMeasure::kLift>(stat_a, stat_b, dot);
+      case PairMeasure::kCosine:
+        return ScoreAs<PairMeasure::kCosine>(stat_a, stat_b, dot);
+      case PairMeasure::kTanimoto:
+        return ScoreAs<PairMeasure::kTanimoto>(stat_a, stat_b, dot);
+      case PairMeasure::kSupport:
+        return ScoreAs<PairMeasure::kSupport>(stat_a, stat_b, dot);
+      case PairMeasure::kConfidence:
+        return ScoreAs<PairMeasure::kConfidence>(stat_a, stat_b, dot);
+      case PairMeasure::kLift:
+        return ScoreAs<PairMeasure::kLift>(stat_a, stat_b, dot);
     }
     return 0;
   }
@@ -119,7 +124,8 @@ struct SimilarityOptions {
 // The similarity params shared by itemknn and userknn (the defaults differ per
 // family): similarity, shrink, binary, bm25_k1, bm25_b. The family adds its own
 // (neighbors, ...).
-std::vector<ParamField> SimilarityFields(const std::string& default_kind, double default_shrink, bool default_binary);
+std::vector<ParamField> SimilarityFields(const std::string& default_kind, double default_shrink,
+                                         bool default_binary);
 // Reads those params back (names as in SimilarityFields).
 SimilarityOptions SimilarityOptionsFrom(const ParamValues& params);
 
@@ -127,9 +133,9 @@ SimilarityOptions SimilarityOptionsFrom(const ParamValues& params);
 // by the all-pairs fit and by ad-hoc queries (fold-in).
 //
 // Weighting of entry (r, f) with value v (v = 1 for every stored entry when binary;
-// otherwise the stored value, and entries with v <= 0 or NaN are dropped): with N = rows having >= 1 entry, df_f = rows having f,
-// idf_f = log(N) - log1p(df_f), len_r = sum of r's values and avg_len = mean len_r
-// over the N non-empty rows,
+// otherwise the stored value, and entries with v <= 0 or NaN are dropped): with N = rows having >=
+// 1 entry, df_f = rows having f, idf_f = log(N) - log1p(df_f), len_r = sum of r's values and
+// avg_len = mean len_r over the N non-empty rows,
 //   cosine, jaccard: w = v
 //   tfidf:           w = float(sqrt(v) * idf_f)
 //   bm25:            w = float(v * (k1 + 1) / (k1 * ((1 - b) + b * len_r / avg_len) + v) * idf_f)
@@ -146,7 +152,8 @@ class RowSimilarity {
   // every value > 0), no copy is made and both matrices must outlive this object; otherwise the
   // weighted matrix and its transpose are built and owned (memory ~ 2x the matrix).
   // Cost O(nnz).
-  RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose, const SimilarityOptions& options);
+  RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose,
+                const SimilarityOptions& options);
 
   // Top-k most similar other rows of every row (see TopKPairs).
   CsrMatrix AllNeighbors(std::size_t k, const Context& ctx) const;
@@ -165,7 +172,8 @@ class RowSimilarity {
   // would give a training row with these entries. Cost O(sum over the row's features
   // of n_f) plus the selection.
   void Query(std::span<const std::uint32_t> features, std::span<const float> values, std::size_t k,
-             Scratch& scratch, std::vector<std::uint32_t>& rows_out, std::vector<float>& scores_out) const;
+             Scratch& scratch, std::vector<std::uint32_t>& rows_out,
+             std::vector<float>& scores_out) const;
 
   const SimilarityOptions& options() const { return options_; }
   std::size_t n_rows() const { return stats_.size(); }
@@ -173,25 +181,28 @@ class RowSimilarity {
 
  private:
   const CsrMatrix& rows() const { return borrowed_rows_ != nullptr ? *borrowed_rows_ : weighted_; }
-  const CsrMatrix& transpose() const { return borrowed_transpose_ != nullptr ? *borrowed_transpose_ : transpose_; }
+  const CsrMatrix& transpose() const {
+    return borrowed_transpose_ != nullptr ? *borrowed_transpose_ : transpose_;
+  }
   // The weight of value v (> 0) of a row of raw length `length`, for feature f.
   double Weight(double value, double length, std::uint32_t feature) const;
   PairScorer Scorer() const;
 
   SimilarityOptions options_;
-  bool unit_weights_ = false;    // every weight is 1 (values of the matrices are not read)
+  bool unit_weights_ = false;  // every weight is 1 (values of the matrices are not read)
   const CsrMatrix* borrowed_rows_ = nullptr;
   const CsrMatrix* borrowed_transpose_ = nullptr;
-  CsrMatrix weighted_;           // n_rows x n_features, weights > 0 (unless borrowed)
-  CsrMatrix transpose_;          // n_features x n_rows (unless borrowed)
-  std::vector<float> stats_;     // per row: norm, or squared norm (jaccard)
-  std::vector<double> idf_;      // per feature (tfidf, bm25)
-  double average_length_ = 1;    // bm25
+  CsrMatrix weighted_;         // n_rows x n_features, weights > 0 (unless borrowed)
+  CsrMatrix transpose_;        // n_features x n_rows (unless borrowed)
+  std::vector<float> stats_;   // per row: norm, or squared norm (jaccard)
+  std::vector<double> idf_;    // per feature (tfidf, bm25)
+  double average_length_ = 1;  // bm25
 };
 
 // Keeps the best k of `candidates` (score, row) by score descending then row
 // ascending, sorted best first (unsorted = only cut to k, with the k-th best last when
 // there were more than k). O(n + k log k).
-void SelectTopK(std::vector<std::pair<float, std::uint32_t>>& candidates, std::size_t k, bool sorted = true);
+void SelectTopK(std::vector<std::pair<float, std::uint32_t>>& candidates, std::size_t k,
+                bool sorted = true);
 
 }  // namespace recforge::models

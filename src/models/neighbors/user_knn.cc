@@ -1,9 +1,9 @@
 #include "user_knn.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <fmt/format.h>
 
 #include "recforge/models/model_io.h"
 
@@ -11,7 +11,8 @@ namespace recforge::models {
 
 std::vector<ParamField> UserKnn::Fields() {
   std::vector<ParamField> fields = SimilarityFields("cosine", 0, /*default_binary=*/true);
-  fields.push_back(IntParam("neighbors", 50, 1, 1000000, "Neighbours kept per user (top-K)", {"k", "topk"}));
+  fields.push_back(
+      IntParam("neighbors", 50, 1, 1000000, "Neighbours kept per user (top-K)", {"k", "topk"}));
   return fields;
 }
 
@@ -25,8 +26,10 @@ void UserKnn::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   // The index owns its (weighted) copy, so fold-in does not depend on `data` living on.
   index_ = RowSimilarity(seen(), nullptr, options_);
   neighbors_ = index_.AllNeighbors(k_, ctx);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.log().Info("userknn: {} users, {} neighbour pairs, {:.2f}s", data.n_users, neighbors_.nnz(), seconds);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ctx.log().Info("userknn: {} users, {} neighbour pairs, {:.2f}s", data.n_users, neighbors_.nnz(),
+                 seconds);
   if (callback) {
     EpochReport report;
     report.epoch = report.epochs = 1;
@@ -35,7 +38,8 @@ void UserKnn::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   }
 }
 
-void UserKnn::Vote(std::span<const std::uint32_t> users, std::span<const float> similarities, float* out) const {
+void UserKnn::Vote(std::span<const std::uint32_t> users, std::span<const float> similarities,
+                   float* out) const {
   std::fill(out, out + n_items(), 0.0f);
   const CsrMatrix& votes = seen();
   for (std::size_t t = 0; t < users.size(); ++t) {
@@ -63,7 +67,8 @@ void UserKnn::ScoreUsers(std::span<const UserIndex> users, float* out) const {
   }
 }
 
-bool UserKnn::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const {
+bool UserKnn::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                           float* out) const {
   if (index_.empty()) return false;
   thread_local RowSimilarity::Scratch scratch;
   thread_local std::vector<std::uint32_t> users;
@@ -80,7 +85,8 @@ void UserKnn::LoadState(ModelReader& reader) {
   const bool indices_ok = std::all_of(neighbors.indices.begin(), neighbors.indices.end(),
                                       [this](std::uint32_t user) { return user < n_users(); });
   if (neighbors.n_rows != n_users() || neighbors.n_cols != n_users() || !indices_ok) {
-    throw FormatError(fmt::format("{}: userknn neighbour lists do not match {} users", reader.source(), n_users()));
+    throw FormatError(fmt::format("{}: userknn neighbour lists do not match {} users",
+                                  reader.source(), n_users()));
   }
   neighbors_ = std::move(neighbors);
   // LoadModel restores seen() before the state; without it fold-in is unavailable.

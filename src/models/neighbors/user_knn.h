@@ -32,7 +32,8 @@ class UserKnn final : public Recommender {
   explicit UserKnn(ParamValues params);
 
   void ScoreUsers(std::span<const UserIndex> users, float* out) const override;
-  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const override;
+  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                    float* out) const override;
   void SaveState(ModelWriter& writer) const override;
   void LoadState(ModelReader& reader) override;
 
@@ -40,11 +41,13 @@ class UserKnn final : public Recommender {
   const CsrMatrix& neighbors() const { return neighbors_; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
 
  private:
   // Sums the neighbours' votes into out[0, n_items).
-  void Vote(std::span<const std::uint32_t> users, std::span<const float> similarities, float* out) const;
+  void Vote(std::span<const std::uint32_t> users, std::span<const float> similarities,
+            float* out) const;
 
   SimilarityOptions options_;
   std::size_t k_;

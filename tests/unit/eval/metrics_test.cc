@@ -4,11 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
 #include <vector>
 
+#include "recforge/core/random.h"
 #include "recforge/eval/stats.h"
 #include "recforge/models/recommender.h"
 
@@ -146,6 +148,48 @@ TEST(AucTest, NaNCountsAsMinusInfinityAndEmptySidesAreUndefined) {
   EXPECT_NEAR(*Auc(std::vector<float>{-inf}, std::vector<float>{0.0f, nan}), 0.25, kTol);
   EXPECT_FALSE(Auc({}, std::vector<float>{1}).has_value());
   EXPECT_FALSE(Auc(std::vector<float>{1}, {}).has_value());
+}
+
+// RowAuc (dense row + masking) equals Auc on the explicit positive / negative lists,
+// on both of its paths (few and many positives), with ties, NaN and a relevant item
+// that is also excluded.
+TEST(AucTest, RowAucMatchesExplicitLists) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  Rng rng(3);
+  for (std::size_t n_relevant : {1u, 5u, 31u, 40u, 200u}) {
+    const std::size_t n_items = 500;
+    std::vector<float> scores(n_items);
+    for (auto& score : scores) score = static_cast<float>(rng.Below(20));  // many ties
+    scores[7] = nan;
+    scores[8] = -inf;
+    Items excluded, relevant;
+    for (ItemIndex item = 0; item < n_items; ++item) {
+      if (item % 11 == 3) excluded.push_back(item);
+    }
+    for (ItemIndex item = 1; relevant.size() < n_relevant; item += 2) relevant.push_back(item);
+    relevant.insert(std::lower_bound(relevant.begin(), relevant.end(), 3), 3);  // also excluded
+    relevant.erase(std::unique(relevant.begin(), relevant.end()), relevant.end());
+    std::vector<float> positives, negatives;
+    for (ItemIndex item = 0; item < n_items; ++item) {
+      bool is_excluded = std::binary_search(excluded.begin(), excluded.end(), item);
+      bool is_relevant = std::binary_search(relevant.begin(), relevant.end(), item);
+      if (is_relevant) {
+        positives.push_back(is_excluded ? -inf : scores[item]);
+      } else if (!is_excluded) {
+        negatives.push_back(scores[item]);
+      }
+    }
+    auto expected = Auc(positives, negatives);
+    auto actual = RowAuc(scores, excluded, relevant);
+    ASSERT_TRUE(actual.has_value());
+    EXPECT_NEAR(*actual, *expected, 1e-12) << n_relevant << " relevant";
+  }
+  // Hand case: scores [3 1 2 0], item 1 excluded, relevant {2}: negatives 3 and 0.
+  const std::vector<float> row = {3, 1, 2, 0};
+  EXPECT_NEAR(*RowAuc(row, Items{1}, Items{2}), 0.5, kTol);
+  EXPECT_FALSE(RowAuc(row, Items{0, 1, 3}, Items{2}).has_value());  // no negative
+  EXPECT_FALSE(RowAuc(row, Items{1}, Items{}).has_value());
 }
 
 TEST(NoveltyTest, MeanSelfInformation) {

@@ -2,6 +2,7 @@
 // independent brute-force reference (exact equality, every weighting), shrinkage, top-K
 // truncation, association-rule measures on a hand-computed basket case, fold-in equal
 // to ScoreUsers, sensible SimilarItems, empty users, determinism and state checks.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,8 +10,6 @@
 #include <numeric>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "recforge/core/random.h"
 #include "recforge/models/model_io.h"
@@ -52,10 +51,11 @@ TrainingData MakeTraining(CsrMatrix user_items) {
 
 // Random ratings in {0.5, 1, ..., 5}, with a few zero and negative values (dropped when
 // not binary) and some empty rows and columns.
-CsrMatrix RandomRatings(std::size_t n_users, std::size_t n_items, double density, std::uint64_t seed) {
+CsrMatrix RandomRatings(std::size_t n_users, std::size_t n_items, double density,
+                        std::uint64_t seed) {
   Rng rng(seed);
   std::vector<Triplet> triplets;
-  for (std::uint32_t user = 0; user + 1 < n_users; ++user) {  // the last user stays empty
+  for (std::uint32_t user = 0; user + 1 < n_users; ++user) {    // the last user stays empty
     for (std::uint32_t item = 0; item + 1 < n_items; ++item) {  // so does the last item
       if (rng.Uniform() >= density) continue;
       float value = 0.5f * static_cast<float>(1 + rng.Below(10));
@@ -158,13 +158,14 @@ std::vector<NeighborList> BruteForce(const CsrMatrix& m, const RefOptions& o, st
 
 NeighborList Row(const CsrMatrix& m, std::size_t row) {
   NeighborList list;
-  for (std::uint64_t p = m.indptr[row]; p < m.indptr[row + 1]; ++p) list.emplace_back(m.indices[p], m.values[p]);
+  for (std::uint64_t p = m.indptr[row]; p < m.indptr[row + 1]; ++p)
+    list.emplace_back(m.indices[p], m.values[p]);
   return list;
 }
 
 std::string SimilaritySpec(const std::string& family, const RefOptions& o, std::size_t k) {
-  return fmt::format("{}:similarity={},binary={},shrink={},neighbors={}", family, o.kind, o.binary ? "true" : "false",
-                     o.shrink, k);
+  return fmt::format("{}:similarity={},binary={},shrink={},neighbors={}", family, o.kind,
+                     o.binary ? "true" : "false", o.shrink, k);
 }
 
 std::vector<RefOptions> EveryWeighting() {
@@ -198,7 +199,8 @@ Context Threads(int threads) {
 TEST(ItemKnn, SimilaritiesEqualBruteForceForEveryWeighting) {
   TrainingData data = MakeTraining(RandomRatings(60, 35, 0.2, 11));
   for (const RefOptions& o : EveryWeighting()) {
-    std::string spec = SimilaritySpec("itemknn", o, 1000) + fmt::format(",bm25_k1={},bm25_b={}", o.k1, o.b);
+    std::string spec =
+        SimilaritySpec("itemknn", o, 1000) + fmt::format(",bm25_k1={},bm25_b={}", o.k1, o.b);
     SCOPED_TRACE(spec);
     auto model = CreateModel(spec);
     model->Fit(data, Threads(3));
@@ -216,7 +218,8 @@ TEST(ItemKnn, SimilaritiesEqualBruteForceForEveryWeighting) {
 TEST(UserKnn, SimilaritiesEqualBruteForceForEveryWeighting) {
   TrainingData data = MakeTraining(RandomRatings(45, 50, 0.15, 12));
   for (const RefOptions& o : EveryWeighting()) {
-    std::string spec = SimilaritySpec("userknn", o, 1000) + fmt::format(",bm25_k1={},bm25_b={}", o.k1, o.b);
+    std::string spec =
+        SimilaritySpec("userknn", o, 1000) + fmt::format(",bm25_k1={},bm25_b={}", o.k1, o.b);
     SCOPED_TRACE(spec);
     auto model = CreateModel(spec);
     model->Fit(data, Threads(2));
@@ -240,7 +243,8 @@ TEST(ItemKnn, TopKTruncatesToTheBestNeighbours) {
     RankedItems similar = model->SimilarItems(item, 100);
     ASSERT_LE(similar.items.size(), 3u);
     NeighborList got;
-    for (std::size_t r = 0; r < similar.items.size(); ++r) got.emplace_back(similar.items[r], similar.scores[r]);
+    for (std::size_t r = 0; r < similar.items.size(); ++r)
+      got.emplace_back(similar.items[r], similar.scores[r]);
     EXPECT_EQ(got, expected) << "item " << item;
     EXPECT_LE(model->SimilarItems(item, 2).items.size(), 2u);
   }
@@ -249,7 +253,8 @@ TEST(ItemKnn, TopKTruncatesToTheBestNeighbours) {
 
 TEST(ItemKnn, SameResultForEveryThreadCount) {
   TrainingData data = MakeTraining(RandomRatings(200, 80, 0.1, 14));
-  for (const std::string spec : {"itemknn:similarity=cosine,neighbors=7", "itemknn:similarity=bm25,binary=false"}) {
+  for (const std::string spec :
+       {"itemknn:similarity=cosine,neighbors=7", "itemknn:similarity=bm25,binary=false"}) {
     auto one = CreateModel(spec);
     auto three = CreateModel(spec);
     one->Fit(data, Threads(1));
@@ -295,10 +300,12 @@ class AssocBaskets : public ::testing::Test {
  protected:
   void SetUp() override {
     std::vector<Triplet> triplets;
-    const std::vector<std::vector<std::uint32_t>> baskets = {{0, 1, 2}, {0, 1}, {0, 2}, {1, 2, 3}, {0, 1, 3}};
+    const std::vector<std::vector<std::uint32_t>> baskets = {
+        {0, 1, 2}, {0, 1}, {0, 2}, {1, 2, 3}, {0, 1, 3}};
     for (std::uint32_t user = 0; user < baskets.size(); ++user) {
       // Ratings differ on purpose: rules count baskets, never rating values.
-      for (std::uint32_t item : baskets[user]) triplets.emplace_back(user, item, 1.0f + static_cast<float>(item));
+      for (std::uint32_t item : baskets[user])
+        triplets.emplace_back(user, item, 1.0f + static_cast<float>(item));
     }
     data_ = MakeTraining(MakeCsr(6, 4, triplets));  // user 5 has no basket
   }
@@ -319,7 +326,8 @@ TEST_F(AssocBaskets, SupportConfidenceAndLiftMatchHandComputedValues) {
   EXPECT_FLOAT_EQ(rules.scores[2], 1.0f / 5);
 
   auto confidence = Fit("assoc:metric=confidence,min_support=1");
-  rules = confidence->SimilarItems(3, 10);  // 3 -> 1: 2/2, then 3 -> 0 and 3 -> 2: 1/2 (tie: smaller item)
+  rules = confidence->SimilarItems(
+      3, 10);  // 3 -> 1: 2/2, then 3 -> 0 and 3 -> 2: 1/2 (tie: smaller item)
   ASSERT_EQ(rules.items, (std::vector<ItemIndex>{1, 0, 2}));
   EXPECT_FLOAT_EQ(rules.scores[0], 1.0f);
   EXPECT_FLOAT_EQ(rules.scores[1], 0.5f);
@@ -340,10 +348,12 @@ TEST_F(AssocBaskets, SupportConfidenceAndLiftMatchHandComputedValues) {
 
 TEST_F(AssocBaskets, MinSupportAndRuleLimit) {
   auto model = Fit("assoc:metric=confidence,min_support=2");
-  EXPECT_EQ(model->SimilarItems(0, 10).items, (std::vector<ItemIndex>{1, 2}));  // 0 -> 3 has one basket
+  EXPECT_EQ(model->SimilarItems(0, 10).items,
+            (std::vector<ItemIndex>{1, 2}));  // 0 -> 3 has one basket
   EXPECT_EQ(model->SimilarItems(3, 10).items, (std::vector<ItemIndex>{1}));
   auto limited = Fit("assoc:metric=confidence,min_support=1,rules=1");
-  for (ItemIndex item = 0; item < 4; ++item) EXPECT_EQ(limited->SimilarItems(item, 10).items.size(), 1u);
+  for (ItemIndex item = 0; item < 4; ++item)
+    EXPECT_EQ(limited->SimilarItems(item, 10).items.size(), 1u);
 }
 
 TEST_F(AssocBaskets, ScoresAggregateRulesBySumOrMax) {
@@ -367,16 +377,16 @@ TEST(NeighborFamilies, FoldInEqualsScoreUsersForTheSameHistory) {
   TrainingData data = MakeTraining(RandomRatings(70, 40, 0.15, 15));
   for (const std::string spec :
        {"itemknn", "itemknn:neighborhood=target", "itemknn:similarity=cosine,binary=true",
-        "itemknn:similarity=jaccard,binary=false,neighborhood=target,neighbors=5", "assoc:min_support=1",
-        "assoc:aggregate=sum,metric=lift,min_support=2"}) {
+        "itemknn:similarity=jaccard,binary=false,neighborhood=target,neighbors=5",
+        "assoc:min_support=1", "assoc:aggregate=sum,metric=lift,min_support=2"}) {
     SCOPED_TRACE(spec);
     auto model = CreateModel(spec);
     model->Fit(data, Threads(2));
     std::vector<float> direct(data.n_items), folded(data.n_items);
     for (UserIndex user = 0; user < data.n_users; ++user) {
       model->ScoreUsers(std::span<const UserIndex>(&user, 1), direct.data());
-      ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user), data.user_items.RowValues(user),
-                                      folded.data()));
+      ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user),
+                                      data.user_items.RowValues(user), folded.data()));
       ASSERT_EQ(direct, folded) << "user " << user;
     }
   }
@@ -405,7 +415,8 @@ TEST(UserKnn, FoldInEqualsScoreUsersOfAModelWithoutThatUser) {
       without->Fit(MakeTraining(MakeCsr(full.n_rows, full.n_cols, others)), Threads(2));
       std::vector<float> direct(full.n_cols), folded(full.n_cols);
       reference->ScoreUsers(std::span<const UserIndex>(&user, 1), direct.data());
-      ASSERT_TRUE(without->ScoreHistory(full.RowIndices(user), full.RowValues(user), folded.data()));
+      ASSERT_TRUE(
+          without->ScoreHistory(full.RowIndices(user), full.RowValues(user), folded.data()));
       EXPECT_EQ(direct, folded) << "user " << user;
       EXPECT_GT(*std::max_element(direct.begin(), direct.end()), 0.0f);
     }
@@ -443,7 +454,9 @@ TEST(NeighborFamilies, SimilarItemsStayInTheirPlantedBlock) {
         EXPECT_EQ(recforge::testing::PlantedItemBlock(options, similar.items[r]),
                   recforge::testing::PlantedItemBlock(options, item));
         EXPECT_GT(similar.scores[r], 0.0f);
-        if (r > 0) EXPECT_GE(similar.scores[r - 1], similar.scores[r]);
+        if (r > 0) {
+          EXPECT_GE(similar.scores[r - 1], similar.scores[r]);
+        }
       }
     }
   }
@@ -454,7 +467,8 @@ TEST(NeighborFamilies, UnknownAndEmptyUsersScoreZeros) {
   for (const std::string spec : {"itemknn", "userknn", "assoc:min_support=1"}) {
     auto model = CreateModel(spec);
     model->Fit(data, Threads(2));
-    std::vector<UserIndex> users = {static_cast<UserIndex>(data.n_users - 1), static_cast<UserIndex>(data.n_users),
+    std::vector<UserIndex> users = {static_cast<UserIndex>(data.n_users - 1),
+                                    static_cast<UserIndex>(data.n_users),
                                     static_cast<UserIndex>(data.n_users + 100)};
     std::vector<float> scores(users.size() * data.n_items, 1.0f);
     model->ScoreUsers(users, scores.data());
@@ -494,9 +508,10 @@ TEST(NeighborFamilies, InvalidParamsAreRejectedWithTheValidValues) {
   EXPECT_THROW(ParseSpec("itemknn:bm25_b=1.5"), ConfigError);
   // Aliases are accepted and printed under the main name.
   EXPECT_EQ(ParseSpec("itemknn:k=7,sim=jaccard,implicit=true").Int("neighbors"), 7);
-  EXPECT_EQ(ParseSpec("itemknn:k=7,sim=jaccard").CanonicalSpec(),
-            "itemknn:binary=false,bm25_b=0.75,bm25_k1=1.2,neighborhood=history,neighbors=7,shrink=0,"
-            "similarity=jaccard");
+  EXPECT_EQ(
+      ParseSpec("itemknn:k=7,sim=jaccard").CanonicalSpec(),
+      "itemknn:binary=false,bm25_b=0.75,bm25_k1=1.2,neighborhood=history,neighbors=7,shrink=0,"
+      "similarity=jaccard");
 }
 
 }  // namespace
