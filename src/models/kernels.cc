@@ -60,8 +60,9 @@ std::string ActiveIsa() {
 
 // --- SGD steps (mf, bpr) ---
 
-RECFORGE_CLONES BprStepResult BprStep(float* __restrict user, float* __restrict pos, float* __restrict neg,
-                                      std::size_t n, float bias_diff, float lr, float reg) {
+RECFORGE_CLONES BprStepResult BprStep(float* __restrict user, float* __restrict pos,
+                                      float* __restrict neg, std::size_t n, float bias_diff,
+                                      float lr, float reg) {
   float x = bias_diff;
 #pragma omp simd reduction(+ : x)
   for (std::size_t i = 0; i < n; ++i) x += user[i] * (pos[i] - neg[i]);
@@ -80,8 +81,8 @@ RECFORGE_CLONES BprStepResult BprStep(float* __restrict user, float* __restrict 
   return {x, z};
 }
 
-RECFORGE_CLONES void SgdPairStep(float* __restrict user, float* __restrict item, std::size_t n, float error,
-                                 float lr, float user_reg, float item_reg) {
+RECFORGE_CLONES void SgdPairStep(float* __restrict user, float* __restrict item, std::size_t n,
+                                 float error, float lr, float user_reg, float item_reg) {
   const float keep_user = 1.0f - lr * user_reg;
   const float keep_item = 1.0f - lr * item_reg;
   const float step = lr * error;
@@ -116,7 +117,10 @@ RECFORGE_INLINE V8 Load8(const float* p) {
   return v;
 }
 RECFORGE_INLINE void Store8(float* p, V8 v) { __builtin_memcpy(p, &v, sizeof v); }
-RECFORGE_INLINE float Sum8(V8 v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
+// Pairwise, in the order Sum8x4 reproduces for four vectors at once.
+RECFORGE_INLINE float Sum8(V8 v) {
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
 
 // How many entries ahead rows are prefetched: far enough to cover a DRAM miss at a
 // few tens of cycles per entry, near enough to stay in L1.
@@ -151,11 +155,12 @@ RECFORGE_INLINE V8 DotPartials(const float* y, const V8* xv) {
 RECFORGE_INLINE V4 Sum8x4(V8 s0, V8 s1, V8 s2, V8 s3) {
   const I8 even = {0, 8, 2, 10, 4, 12, 6, 14};
   const I8 odd = {1, 9, 3, 11, 5, 13, 7, 15};
-  const V8 u = __builtin_shuffle(s0, s1, even) + __builtin_shuffle(s0, s1, odd);  // s0[0] + s0[1], s1[0] + ...
+  // u = [s0[0] + s0[1], s1[0] + s1[1], s0[2] + s0[3], s1[2] + s1[3], ...], w likewise.
+  const V8 u = __builtin_shuffle(s0, s1, even) + __builtin_shuffle(s0, s1, odd);
   const V8 w = __builtin_shuffle(s2, s3, even) + __builtin_shuffle(s2, s3, odd);
   const V8 z = __builtin_shuffle(u, w, I8{0, 1, 8, 9, 4, 5, 12, 13}) +
                __builtin_shuffle(u, w, I8{2, 3, 10, 11, 6, 7, 14, 15});
-  const V4 low = {z[0], z[1], z[2], z[3]};  // (l0 + l1) + (l2 + l3) of each input
+  const V4 low = {z[0], z[1], z[2], z[3]};   // (l0 + l1) + (l2 + l3) of each input
   const V4 high = {z[4], z[5], z[6], z[7]};  // (l4 + l5) + (l6 + l7)
   return low + high;
 }
@@ -165,9 +170,9 @@ RECFORGE_INLINE V4 Sum8x4(V8 s0, V8 s1, V8 s2, V8 s3) {
 // operations of the one-entry tail, in entry order, so the result does not depend on
 // where a row is cut into calls (SolveImplicitCgTiled relies on this).
 template <int NV>
-RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* indices, std::size_t n,
-                                        const float* offsets, const float* scales, float alpha, const float* x,
-                                        float* out) {
+RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* indices,
+                                        std::size_t n, const float* offsets, const float* scales,
+                                        float alpha, const float* x, float* out) {
   constexpr std::size_t k = 8 * NV;
   V8 xv[NV], acc[NV];
   for (int v = 0; v < NV; ++v) {
@@ -183,8 +188,8 @@ RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* 
     const float* y1 = rows + std::size_t{indices[j + 1]} * k;
     const float* y2 = rows + std::size_t{indices[j + 2]} * k;
     const float* y3 = rows + std::size_t{indices[j + 3]} * k;
-    const V4 dots = Sum8x4(DotPartials<NV>(y0, xv), DotPartials<NV>(y1, xv), DotPartials<NV>(y2, xv),
-                           DotPartials<NV>(y3, xv));
+    const V4 dots = Sum8x4(DotPartials<NV>(y0, xv), DotPartials<NV>(y1, xv),
+                           DotPartials<NV>(y2, xv), DotPartials<NV>(y3, xv));
     float coef[4];
     for (int e = 0; e < 4; ++e) {
       coef[e] = alpha * scales[j + e] * dots[e];
@@ -206,8 +211,9 @@ RECFORGE_INLINE void GatherDotAxpyFixed(const float* rows, const std::uint32_t* 
   for (int v = 0; v < NV; ++v) Store8(out + 8 * v, acc[v]);
 }
 
-RECFORGE_INLINE void GatherDotAxpyGeneric(const float* rows, std::size_t k, const std::uint32_t* indices,
-                                          std::size_t n, const float* offsets, const float* scales, float alpha,
+RECFORGE_INLINE void GatherDotAxpyGeneric(const float* rows, std::size_t k,
+                                          const std::uint32_t* indices, std::size_t n,
+                                          const float* offsets, const float* scales, float alpha,
                                           const float* x, float* out) {
   for (std::size_t j = 0; j < n; ++j) {
     if (j + kPrefetchAhead < n) PrefetchRow(rows + std::size_t{indices[j + kPrefetchAhead]} * k, k);
@@ -223,8 +229,8 @@ RECFORGE_INLINE void GatherDotAxpyGeneric(const float* rows, std::size_t k, cons
 }
 
 template <int NV>
-RECFORGE_INLINE void GatherDotFixed(const float* rows, const std::uint32_t* indices, std::size_t n, const float* x,
-                                    float* dots) {
+RECFORGE_INLINE void GatherDotFixed(const float* rows, const std::uint32_t* indices, std::size_t n,
+                                    const float* x, float* dots) {
   constexpr std::size_t k = 8 * NV;
   V8 xv[NV];
   for (int v = 0; v < NV; ++v) xv[v] = Load8(x + 8 * v);
@@ -256,30 +262,42 @@ RECFORGE_INLINE void SymMatVecFixed(const float* a, const float* x, float* y) {
 
 }  // namespace
 
-RECFORGE_CLONES void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
-                                   const float* offsets, const float* scales, float alpha, const float* x,
-                                   float* out) {
+RECFORGE_CLONES void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indices,
+                                   std::size_t n, const float* offsets, const float* scales,
+                                   float alpha, const float* x, float* out) {
   switch (k) {
-    case 8: return GatherDotAxpyFixed<1>(rows, indices, n, offsets, scales, alpha, x, out);
-    case 16: return GatherDotAxpyFixed<2>(rows, indices, n, offsets, scales, alpha, x, out);
-    case 32: return GatherDotAxpyFixed<4>(rows, indices, n, offsets, scales, alpha, x, out);
-    case 64: return GatherDotAxpyFixed<8>(rows, indices, n, offsets, scales, alpha, x, out);
-    case 128: return GatherDotAxpyFixed<16>(rows, indices, n, offsets, scales, alpha, x, out);
-    default: return GatherDotAxpyGeneric(rows, k, indices, n, offsets, scales, alpha, x, out);
+    case 8:
+      return GatherDotAxpyFixed<1>(rows, indices, n, offsets, scales, alpha, x, out);
+    case 16:
+      return GatherDotAxpyFixed<2>(rows, indices, n, offsets, scales, alpha, x, out);
+    case 32:
+      return GatherDotAxpyFixed<4>(rows, indices, n, offsets, scales, alpha, x, out);
+    case 64:
+      return GatherDotAxpyFixed<8>(rows, indices, n, offsets, scales, alpha, x, out);
+    case 128:
+      return GatherDotAxpyFixed<16>(rows, indices, n, offsets, scales, alpha, x, out);
+    default:
+      return GatherDotAxpyGeneric(rows, k, indices, n, offsets, scales, alpha, x, out);
   }
 }
 
-RECFORGE_CLONES void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
-                               const float* x, float* dots) {
+RECFORGE_CLONES void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices,
+                               std::size_t n, const float* x, float* dots) {
   switch (k) {
-    case 8: return GatherDotFixed<1>(rows, indices, n, x, dots);
-    case 16: return GatherDotFixed<2>(rows, indices, n, x, dots);
-    case 32: return GatherDotFixed<4>(rows, indices, n, x, dots);
-    case 64: return GatherDotFixed<8>(rows, indices, n, x, dots);
-    case 128: return GatherDotFixed<16>(rows, indices, n, x, dots);
+    case 8:
+      return GatherDotFixed<1>(rows, indices, n, x, dots);
+    case 16:
+      return GatherDotFixed<2>(rows, indices, n, x, dots);
+    case 32:
+      return GatherDotFixed<4>(rows, indices, n, x, dots);
+    case 64:
+      return GatherDotFixed<8>(rows, indices, n, x, dots);
+    case 128:
+      return GatherDotFixed<16>(rows, indices, n, x, dots);
     default:
       for (std::size_t j = 0; j < n; ++j) {
-        if (j + kPrefetchAhead < n) PrefetchRow(rows + std::size_t{indices[j + kPrefetchAhead]} * k, k);
+        if (j + kPrefetchAhead < n)
+          PrefetchRow(rows + std::size_t{indices[j + kPrefetchAhead]} * k, k);
         const float* y = rows + std::size_t{indices[j]} * k;
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
@@ -291,10 +309,14 @@ RECFORGE_CLONES void GatherDot(const float* rows, std::size_t k, const std::uint
 
 RECFORGE_CLONES void SymMatVec(const float* a, std::size_t k, const float* x, float* y) {
   switch (k) {
-    case 8: return SymMatVecFixed<1>(a, x, y);
-    case 16: return SymMatVecFixed<2>(a, x, y);
-    case 32: return SymMatVecFixed<4>(a, x, y);
-    case 64: return SymMatVecFixed<8>(a, x, y);
+    case 8:
+      return SymMatVecFixed<1>(a, x, y);
+    case 16:
+      return SymMatVecFixed<2>(a, x, y);
+    case 32:
+      return SymMatVecFixed<4>(a, x, y);
+    case 64:
+      return SymMatVecFixed<8>(a, x, y);
     default:
       for (std::size_t i = 0; i < k; ++i) y[i] = 0.0f;
       for (std::size_t c = 0; c < k; ++c) {

@@ -43,12 +43,14 @@ struct BprStepResult {
 // factors, fused so each row is loaded once for the score and once for the update:
 //   u += lr (z (p - q) - reg u);  p += lr (z u - reg p);  q += lr (-z u - reg q)
 // with the old u on the right-hand sides. The rows must not overlap.
-BprStepResult BprStep(float* user, float* pos, float* neg, std::size_t n, float bias_diff, float lr, float reg);
+BprStepResult BprStep(float* user, float* pos, float* neg, std::size_t n, float bias_diff, float lr,
+                      float reg);
 
 // One squared-error SGD step on a (user, item) pair given the caller's error
 // e = rating - prediction:  u += lr (e v - user_reg u);  v += lr (e u - item_reg v)
 // (old u on the right). The rows must not overlap.
-void SgdPairStep(float* user, float* item, std::size_t n, float error, float lr, float user_reg, float item_reg);
+void SgdPairStep(float* user, float* item, std::size_t n, float error, float lr, float user_reg,
+                 float item_reg);
 
 }  // namespace recforge::models::kernels
 
@@ -66,10 +68,11 @@ namespace recforge::models::kernels {
 // out[0..k) += sum_j (offsets[j] + alpha * scales[j] * dot(rows[indices[j]], x)) *
 // rows[indices[j]]; offsets may be null (treated as 0). Cost O(n k).
 void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
-                   const float* offsets, const float* scales, float alpha, const float* x, float* out);
+                   const float* offsets, const float* scales, float alpha, const float* x,
+                   float* out);
 // dots[j] = dot(rows[indices[j]], x) for j < n. Cost O(n k).
-void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n, const float* x,
-               float* dots);
+void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
+               const float* x, float* dots);
 // y = A x for a symmetric k x k row-major A (computed as sum_c x[c] * A[c, :], which
 // needs no horizontal sums). y must not alias x. Cost O(k^2).
 void SymMatVec(const float* a, std::size_t k, const float* x, float* y);

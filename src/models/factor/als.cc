@@ -18,14 +18,16 @@ constexpr std::size_t kTargetBlocks = 512;
 std::vector<ParamField> AlsModel::Fields() {
   return {
       IntParam("rank", 10, 1, 4096, "Latent dimension k (Spark: rank)", {"factors"}),
-      FloatParam("reg_param", 0.1, 0, 1e9, "Regulariser, scaled per row by its number of ratings (ALS-WR)",
+      FloatParam("reg_param", 0.1, 0, 1e9,
+                 "Regulariser, scaled per row by its number of ratings (ALS-WR)",
                  {"regParam", "reg", "lambda"}),
       IntParam("max_iter", 10, 1, 100000, "ALS iterations (each: items, then users)",
                {"maxIter", "iters", "iterations"}),
       BoolParam("nonnegative", false, "Constrain factors to be >= 0 (NNLS solves)"),
-      ChoiceParam("cold_start_strategy", "nan", {"nan", "drop"},
-                  "Pairs with a user or item unseen in training: NaN kept in RMSE (nan) or left out (drop)",
-                  {"coldStartStrategy"}),
+      ChoiceParam(
+          "cold_start_strategy", "nan", {"nan", "drop"},
+          "Pairs with a user or item unseen in training: NaN kept in RMSE (nan) or left out (drop)",
+          {"coldStartStrategy"}),
       BoolParam("implicit_prefs", false, "Spark's implicit-feedback objective (c = 1 + alpha |r|)",
                 {"implicitPrefs"}),
       FloatParam("alpha", 1.0, 0, 1e9, "Confidence slope when implicit_prefs=true"),
@@ -49,9 +51,10 @@ std::size_t AlsModel::RegCount(std::span<const float> values) const {
   return positive;
 }
 
-double AlsModel::HalfStep(const CsrMatrix& rows, const std::vector<float>& fixed, std::size_t n_fixed,
-                          std::vector<float>& solved, const linalg::RowBlocks& blocks, bool want_loss,
-                          double* squared_error, int threads) {
+double AlsModel::HalfStep(const CsrMatrix& rows, const std::vector<float>& fixed,
+                          std::size_t n_fixed, std::vector<float>& solved,
+                          const linalg::RowBlocks& blocks, bool want_loss, double* squared_error,
+                          int threads) {
   const std::size_t k = k_;
   if (implicit_prefs_) {
     linalg::ComputeGramian(fixed.data(), n_fixed, k, threads, gram_.data());
@@ -72,7 +75,8 @@ double AlsModel::HalfStep(const CsrMatrix& rows, const std::vector<float>& fixed
       if (!implicit_prefs_) {
         linalg::SolveExplicit(fixed.data(), k, indices, values, reg, nonnegative_, x, scratch);
         if (want_loss) {
-          kernels::GatherDot(fixed.data(), k, indices.data(), indices.size(), x, scratch.dots.data());
+          kernels::GatherDot(fixed.data(), k, indices.data(), indices.size(), x,
+                             scratch.dots.data());
           double error = 0;
           for (std::size_t j = 0; j < indices.size(); ++j) {
             const double residual = double{values[j]} - scratch.dots[j];
@@ -83,12 +87,17 @@ double AlsModel::HalfStep(const CsrMatrix& rows, const std::vector<float>& fixed
         }
       } else {
         confidence_.Fill(values, scratch.weights.data(), scratch.targets.data());
-        linalg::ImplicitRowSystem system{gram_.data(), reg, fixed.data(), k, indices, scratch.weights.data(),
-                                         scratch.targets.data()};
+        linalg::ImplicitRowSystem system{.gram = gram_.data(),
+                                         .reg = reg,
+                                         .factors = fixed.data(),
+                                         .k = k,
+                                         .indices = indices,
+                                         .weights = scratch.weights.data(),
+                                         .targets = scratch.targets.data()};
         linalg::SolveImplicitExact(system, nonnegative_, x, scratch);
         if (want_loss) {
-          row_loss[row] =
-              linalg::ImplicitRowLoss(gram_.data(), reg, fixed.data(), k, indices, values, confidence_, x, scratch);
+          row_loss[row] = linalg::ImplicitRowLoss(gram_.data(), reg, fixed.data(), k, indices,
+                                                  values, confidence_, x, scratch);
         }
       }
     }
@@ -103,7 +112,8 @@ double AlsModel::HalfStep(const CsrMatrix& rows, const std::vector<float>& fixed
   return loss;
 }
 
-void AlsModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+void AlsModel::FitImpl(const TrainingData& data, const Context& ctx,
+                       const TrainCallback& callback) {
   UseSingleThreadedBlas();
   const std::size_t k = k_;
   const int threads = std::max(1, ctx.threads);
@@ -115,12 +125,18 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   RandomUnitRows(item_factors_, data.n_items, k, ctx.seed, 1, nonnegative_, threads);
   user_known_.assign(data.n_users, 0);
   item_known_.assign(data.n_items, 0);
-  for (std::size_t user = 0; user < data.n_users; ++user) user_known_[user] = data.user_items.RowLength(user) > 0;
-  for (std::size_t item = 0; item < data.n_items; ++item) item_known_[item] = data.item_users.RowLength(item) > 0;
+  for (std::size_t user = 0; user < data.n_users; ++user) {
+    user_known_[user] = data.user_items.RowLength(user) > 0;
+  }
+  for (std::size_t item = 0; item < data.n_items; ++item) {
+    item_known_[item] = data.item_users.RowLength(item) > 0;
+  }
 
   // Cost of a row in units of k^2: k / 3 for the Cholesky, one per rating for the syrk.
-  const linalg::RowBlocks user_blocks(data.user_items, static_cast<double>(k) / 3.0, 1.0, kTargetBlocks);
-  const linalg::RowBlocks item_blocks(data.item_users, static_cast<double>(k) / 3.0, 1.0, kTargetBlocks);
+  const linalg::RowBlocks user_blocks(data.user_items, static_cast<double>(k) / 3.0, 1.0,
+                                      kTargetBlocks);
+  const linalg::RowBlocks item_blocks(data.item_users, static_cast<double>(k) / 3.0, 1.0,
+                                      kTargetBlocks);
   thread_scratch_.assign(static_cast<std::size_t>(threads), {});
   for (auto& scratch : thread_scratch_) {
     scratch.Reserve(k, std::max(user_blocks.max_row_length(), item_blocks.max_row_length()));
@@ -131,12 +147,14 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   for (int iter = 1; iter <= iters_; ++iter) {
     const auto start = std::chrono::steady_clock::now();
     const bool want_loss = static_cast<bool>(callback);
-    HalfStep(data.item_users, user_factors_, data.n_users, item_factors_, item_blocks, false, nullptr, threads);
+    HalfStep(data.item_users, user_factors_, data.n_users, item_factors_, item_blocks, false,
+             nullptr, threads);
     double squared_error = 0;
-    double loss = HalfStep(data.user_items, item_factors_, data.n_items, user_factors_, user_blocks, want_loss,
-                           &squared_error, threads);
+    double loss = HalfStep(data.user_items, item_factors_, data.n_items, user_factors_, user_blocks,
+                           want_loss, &squared_error, threads);
     if (implicit_prefs_) item_gram_ = gram_;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!want_loss) {
       ctx.log().Debug("als: iteration {}/{} ({:.3f} s)", iter, iters_, seconds);
       continue;
@@ -152,12 +170,14 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
     report.seconds = seconds;
     report.has_loss = true;
     if (implicit_prefs_) {
-      report.loss = loss / std::max(1.0, static_cast<double>(data.n_users) * static_cast<double>(data.n_items));
+      report.loss = loss / std::max(1.0, static_cast<double>(data.n_users) *
+                                             static_cast<double>(data.n_items));
     } else {
       report.loss = loss / std::max(1.0, n_ratings);
       report.metrics["train_rmse"] = std::sqrt(squared_error / std::max(1.0, n_ratings));
     }
-    ctx.log().Debug("als: iteration {}/{}: loss {:.6g} ({:.3f} s)", iter, iters_, report.loss, seconds);
+    ctx.log().Debug("als: iteration {}/{}: loss {:.6g} ({:.3f} s)", iter, iters_, report.loss,
+                    seconds);
     callback(*this, report);
   }
   thread_scratch_.clear();
@@ -171,14 +191,15 @@ void AlsModel::PredictPairs(std::span<const UserIndex> users, std::span<const It
   for (std::size_t pair = 0; pair < users.size(); ++pair) {
     const UserIndex user = users[pair];
     const ItemIndex item = items[pair];
-    const bool known = user < user_known_.size() && user_known_[user] != 0 && item < item_known_.size() &&
-                       item_known_[item] != 0;
-    out[pair] = known ? kernels::Dot(UserVector(user), ItemVector(item), k) : std::numeric_limits<float>::quiet_NaN();
+    const bool known = user < user_known_.size() && user_known_[user] != 0 &&
+                       item < item_known_.size() && item_known_[item] != 0;
+    out[pair] = known ? kernels::Dot(UserVector(user), ItemVector(item), k)
+                      : std::numeric_limits<float>::quiet_NaN();
   }
 }
 
-bool AlsModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
-                      float* user_bias) const {
+bool AlsModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values,
+                      float* user_vector, float* user_bias) const {
   const std::size_t k = factors_;
   *user_bias = 0.0f;
   std::fill(user_vector, user_vector + k, 0.0f);
@@ -187,12 +208,18 @@ bool AlsModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> v
   scratch.Reserve(k, items.size());
   const float reg = reg_ * static_cast<float>(RegCount(values));
   if (!implicit_prefs_) {
-    linalg::SolveExplicit(item_factors_.data(), k, items, values, reg, nonnegative_, user_vector, scratch);
+    linalg::SolveExplicit(item_factors_.data(), k, items, values, reg, nonnegative_, user_vector,
+                          scratch);
     return true;
   }
   confidence_.Fill(values, scratch.weights.data(), scratch.targets.data());
-  linalg::ImplicitRowSystem system{item_gram_.data(), reg, item_factors_.data(), k, items, scratch.weights.data(),
-                                   scratch.targets.data()};
+  linalg::ImplicitRowSystem system{.gram = item_gram_.data(),
+                                   .reg = reg,
+                                   .factors = item_factors_.data(),
+                                   .k = k,
+                                   .indices = items,
+                                   .weights = scratch.weights.data(),
+                                   .targets = scratch.targets.data()};
   linalg::SolveImplicitExact(system, nonnegative_, user_vector, scratch);
   return true;
 }
@@ -206,7 +233,8 @@ void AlsModel::LoadExtra(ModelReader& reader) {
   user_known_ = reader.ReadVector<std::uint8_t>();
   item_known_ = reader.ReadVector<std::uint8_t>();
   if (user_known_.size() != n_users() || item_known_.size() != n_items()) {
-    throw FormatError(reader.source() + ": als model: known-user / known-item flags have the wrong size");
+    throw FormatError(reader.source() +
+                      ": als model: known-user / known-item flags have the wrong size");
   }
   item_gram_.assign(factors_ * factors_, 0.0f);
   if (implicit_prefs_) {

@@ -40,14 +40,16 @@ class AlsModel final : public FactorModel {
   static std::vector<ParamField> Fields();
   explicit AlsModel(ParamValues params);
 
-  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const override;
+  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                    float* out) const override;
   bool PredictsRatings() const override { return !implicit_prefs_; }
 
   // "nan" or "drop" (see the file comment).
   const std::string& cold_start_strategy() const { return params().Choice("cold_start_strategy"); }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
   // The same row solve as training, against the final item factors: O(|history| k^2 + k^3).
   bool FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
               float* user_bias) const override;
@@ -73,8 +75,8 @@ class AlsModel final : public FactorModel {
 
   std::vector<float> gram_;
   std::vector<linalg::SolverScratch> thread_scratch_;
-  std::vector<float> item_gram_;            // implicit_prefs: Q^T Q for fold-in
-  std::vector<std::uint8_t> user_known_;    // 1 = had training ratings
+  std::vector<float> item_gram_;          // implicit_prefs: Q^T Q for fold-in
+  std::vector<std::uint8_t> user_known_;  // 1 = had training ratings
   std::vector<std::uint8_t> item_known_;
 };
 

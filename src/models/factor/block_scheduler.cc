@@ -23,15 +23,16 @@ std::vector<std::uint32_t> SnakeBins(std::size_t n, int bins, std::uint64_t seed
   const std::size_t period = 2 * static_cast<std::size_t>(bins);
   for (std::size_t rank = 0; rank < n; ++rank) {
     std::size_t phase = rank % period;
-    bin[order[rank]] = static_cast<std::uint32_t>(phase < static_cast<std::size_t>(bins) ? phase : period - 1 - phase);
+    bin[order[rank]] = static_cast<std::uint32_t>(
+        phase < static_cast<std::size_t>(bins) ? phase : period - 1 - phase);
   }
   return bin;
 }
 
 }  // namespace
 
-BlockGrid BlockGrid::Build(const CsrMatrix& user_items, int bins, int col_splits, std::uint64_t seed,
-                           bool keep_values, int threads) {
+BlockGrid BlockGrid::Build(const CsrMatrix& user_items, int bins, int col_splits,
+                           std::uint64_t seed, bool keep_values, int threads) {
   BlockGrid grid;
   grid.bins_ = std::max(1, bins);
   grid.col_splits_ = std::max(1, col_splits);
@@ -47,11 +48,15 @@ BlockGrid BlockGrid::Build(const CsrMatrix& user_items, int bins, int col_splits
 
   // Items of each micro-bin, ascending (a counting sort keeps them ordered).
   grid.bin_item_offsets_.assign(n_micro + 1, 0);
-  for (std::size_t item = 0; item < n_items; ++item) ++grid.bin_item_offsets_[grid.col_micro_bin_[item] + 1];
-  std::partial_sum(grid.bin_item_offsets_.begin(), grid.bin_item_offsets_.end(), grid.bin_item_offsets_.begin());
+  for (std::size_t item = 0; item < n_items; ++item) {
+    ++grid.bin_item_offsets_[grid.col_micro_bin_[item] + 1];
+  }
+  std::partial_sum(grid.bin_item_offsets_.begin(), grid.bin_item_offsets_.end(),
+                   grid.bin_item_offsets_.begin());
   grid.bin_items_.resize(n_items);
   {
-    std::vector<std::uint64_t> cursor(grid.bin_item_offsets_.begin(), grid.bin_item_offsets_.end() - 1);
+    std::vector<std::uint64_t> cursor(grid.bin_item_offsets_.begin(),
+                                      grid.bin_item_offsets_.end() - 1);
     for (std::size_t item = 0; item < n_items; ++item) {
       grid.bin_items_[cursor[grid.col_micro_bin_[item]]++] = static_cast<ItemIndex>(item);
     }
@@ -101,8 +106,8 @@ BlockGrid BlockGrid::Build(const CsrMatrix& user_items, int bins, int col_splits
 
 std::span<const BlockEntry> BlockGrid::MicroBlock(int row_bin, int micro_bin) const {
   std::size_t index = MicroIndex(row_bin, micro_bin);
-  return std::span<const BlockEntry>(entries_).subspan(micro_offsets_[index],
-                                                       micro_offsets_[index + 1] - micro_offsets_[index]);
+  return std::span<const BlockEntry>(entries_).subspan(
+      micro_offsets_[index], micro_offsets_[index + 1] - micro_offsets_[index]);
 }
 
 std::span<const float> BlockGrid::MicroValues(int row_bin, int micro_bin) const {
@@ -121,19 +126,22 @@ std::span<BlockEntry> BlockGrid::MutableMicroBlock(int row_bin, int micro_bin) {
 std::span<float> BlockGrid::MutableMicroValues(int row_bin, int micro_bin) {
   if (values_.empty()) return {};
   std::size_t index = MicroIndex(row_bin, micro_bin);
-  return std::span<float>(values_).subspan(micro_offsets_[index], micro_offsets_[index + 1] - micro_offsets_[index]);
+  return std::span<float>(values_).subspan(micro_offsets_[index],
+                                           micro_offsets_[index + 1] - micro_offsets_[index]);
 }
 
 std::span<const ItemIndex> BlockGrid::MicroBinItems(int micro_bin) const {
   return std::span<const ItemIndex>(bin_items_)
-      .subspan(bin_item_offsets_[micro_bin], bin_item_offsets_[micro_bin + 1] - bin_item_offsets_[micro_bin]);
+      .subspan(bin_item_offsets_[micro_bin],
+               bin_item_offsets_[micro_bin + 1] - bin_item_offsets_[micro_bin]);
 }
 
 EpochPlan BlockScheduler::Plan(int epoch) const {
   EpochPlan plan;
   plan.bins = bins_;
   plan.col_splits = col_splits_;
-  Rng rng(DeriveSeed(seed_, 0x5c4ed0000ULL + static_cast<std::uint64_t>(static_cast<std::uint32_t>(epoch))));
+  Rng rng(DeriveSeed(
+      seed_, 0x5c4ed0000ULL + static_cast<std::uint64_t>(static_cast<std::uint32_t>(epoch))));
   plan.group_micro_bins.resize(static_cast<std::size_t>(bins_) * col_splits_);
   std::iota(plan.group_micro_bins.begin(), plan.group_micro_bins.end(), 0u);
   ShuffleTogether(std::span<std::uint32_t>(plan.group_micro_bins), std::span<int>(), rng);
@@ -158,8 +166,8 @@ EpochPlan BlockScheduler::Plan(int epoch) const {
   return plan;
 }
 
-int AutoBins(int threads, std::size_t n_users, std::size_t n_items, int col_splits, std::size_t min_rows,
-             std::size_t min_items) {
+int AutoBins(int threads, std::size_t n_users, std::size_t n_items, int col_splits,
+             std::size_t min_rows, std::size_t min_items) {
   std::size_t bins = std::max<std::size_t>(8, 2 * static_cast<std::size_t>(std::max(1, threads)));
   bins = std::min(bins, n_users / std::max<std::size_t>(1, min_rows));
   bins = std::min(bins, n_items / std::max<std::size_t>(1, min_items * std::max(1, col_splits)));

@@ -122,7 +122,8 @@ struct EpochPlan {
   std::vector<std::vector<GridBlock>> rounds;
 
   std::span<const std::uint32_t> GroupMicroBins(std::uint32_t col_group) const {
-    return std::span<const std::uint32_t>(group_micro_bins).subspan(col_group * col_splits, col_splits);
+    return std::span<const std::uint32_t>(group_micro_bins)
+        .subspan(col_group * col_splits, col_splits);
   }
 };
 
@@ -163,8 +164,8 @@ class BlockScheduler {
 // block does not idle the others), at least 8 (so results agree for 1 to 4 threads),
 // and small enough that each row bin has >= min_rows rows and each column micro-bin
 // >= min_items items (tiny data sets get a 1 x 1 grid, i.e. serial SGD).
-int AutoBins(int threads, std::size_t n_users, std::size_t n_items, int col_splits, std::size_t min_rows = 32,
-             std::size_t min_items = 16);
+int AutoBins(int threads, std::size_t n_users, std::size_t n_items, int col_splits,
+             std::size_t min_rows = 32, std::size_t min_items = 16);
 
 // Threads worth using for an epoch of `nnz` updates on a bins x bins grid: each round
 // (nnz / bins updates) is split over at most one thread per `min_per_thread` updates.
@@ -173,8 +174,10 @@ int AutoBins(int threads, std::size_t n_users, std::size_t n_items, int col_spli
 // model does not depend on it (see BlockScheduler).
 inline int SgdThreads(int threads, std::size_t nnz, int bins, std::size_t min_per_thread = 50000) {
   const std::size_t per_round = nnz / static_cast<std::size_t>(std::max(1, bins));
-  const std::size_t useful = std::max<std::size_t>(1, per_round / std::max<std::size_t>(1, min_per_thread));
-  return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(1, threads)), useful));
+  const std::size_t useful =
+      std::max<std::size_t>(1, per_round / std::max<std::size_t>(1, min_per_thread));
+  return static_cast<int>(
+      std::min<std::size_t>(static_cast<std::size_t>(std::max(1, threads)), useful));
 }
 
 }  // namespace recforge::models

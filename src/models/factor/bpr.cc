@@ -79,7 +79,9 @@ inline double SoftplusOfNegative(double x) {
 // from 0, so neither loses precision).
 // (-log(1 - z) rather than log1p: logf is several times cheaper and the rounding of
 // 1 - z costs at most ~1e-7 of absolute loss, irrelevant for an epoch average.)
-inline float TripleLoss(float x, float z) { return x >= 0 ? -std::log(1.0f - z) : -x - std::log(z); }
+inline float TripleLoss(float x, float z) {
+  return x >= 0 ? -std::log(1.0f - z) : -x - std::log(z);
+}
 
 // Whether `key` is in the sorted array [base, base + n): a branchless lower bound
 // (compiles to conditional moves). The negative check runs once per triple on a
@@ -120,7 +122,9 @@ class UserRunMerge {
       }
       user_ = kInvalidIndex;
       for (int part = 0; part < parts_count_; ++part) {
-        if (cursor_[part] < parts_[part].size()) user_ = std::min(user_, parts_[part][cursor_[part]].user);
+        if (cursor_[part] < parts_[part].size()) {
+          user_ = std::min(user_, parts_[part][cursor_[part]].user);
+        }
       }
       part_ = 0;
     }
@@ -181,7 +185,9 @@ void RunSteps(const StepTarget& target, std::uint64_t count, NextPositive&& next
       // The user's seen items (the negative check searches them): up to 16 lines.
       const std::uint32_t* row = indices + indptr[user];
       const std::size_t length = std::min<std::size_t>(indptr[user + 1] - indptr[user], 256);
-      for (std::size_t offset = 0; offset < length; offset += 16) __builtin_prefetch(row + offset, 0, 3);
+      for (std::size_t offset = 0; offset < length; offset += 16) {
+        __builtin_prefetch(row + offset, 0, 3);
+      }
     }
   };
   auto is_seen = [&](UserIndex user, ItemIndex item) {
@@ -207,8 +213,8 @@ void RunSteps(const StepTarget& target, std::uint64_t count, NextPositive&& next
     const kernels::BprStepResult step =
         kernels::BprStep(target.user_factors + static_cast<std::size_t>(entry.user) * k,
                          target.item_factors + static_cast<std::size_t>(entry.item) * k,
-                         target.item_factors + static_cast<std::size_t>(negative) * k, k, bias_diff, target.lr,
-                         target.reg);
+                         target.item_factors + static_cast<std::size_t>(negative) * k, k, bias_diff,
+                         target.lr, target.reg);
     if (bias != nullptr) {
       bias[entry.item] += target.lr * (step.z - target.bias_reg * bias[entry.item]);
       bias[negative] += target.lr * (-step.z - target.bias_reg * bias[negative]);
@@ -225,24 +231,29 @@ std::vector<ParamField> BprModel::Fields() {
       IntParam("factors", 64, 1, 4096, "Latent dimensions", {"k", "dim"}),
       IntParam("epochs", 100, 1, 100000, "Passes of nnz sampled triples", {"iterations", "iters"}),
       FloatParam("lr", 0.05, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
-      FloatParam("lr_decay", 0.98, 0.1, 1, "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
-      FloatParam("reg", 0.01, 0, 100, "L2 regularisation of the factors, per triple", {"regularization"}),
+      FloatParam("lr_decay", 0.98, 0.1, 1,
+                 "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
+      FloatParam("reg", 0.01, 0, 100, "L2 regularisation of the factors, per triple",
+                 {"regularization"}),
       FloatParam("bias_reg", 0.01, 0, 100, "L2 regularisation of the item biases, per triple"),
       BoolParam("item_bias", true, "Learn an item bias b_i"),
       FloatParam("init_std", 0.01, 0, 10, "Standard deviation of the normal initial factors"),
       ChoiceParam("negatives", "uniform", {"uniform", "popularity"},
                   "Negative sampling: uniform over items, or proportional to count^pop_exponent",
                   {"negative_sampling", "neg_sampling"}),
-      FloatParam("pop_exponent", 0.75, 0, 2, "Exponent of the training count for negatives=popularity"),
-      ChoiceParam("mode", "block", {"block", "hogwild"},
-                  "Parallel SGD: block (deterministic grid) or hogwild (lock-free, not deterministic)"),
+      FloatParam("pop_exponent", 0.75, 0, 2,
+                 "Exponent of the training count for negatives=popularity"),
+      ChoiceParam(
+          "mode", "block", {"block", "hogwild"},
+          "Parallel SGD: block (deterministic grid) or hogwild (lock-free, not deterministic)"),
       IntParam("bins", 0, 0, 1024,
-               "Block grid size per side (0 = auto: 8 for up to 4 threads, 2 * threads above); the model "
-               "depends on it, not on the thread count"),
+               "Block grid size per side (0 = auto: 8 up to 4 threads, 2 * threads above); "
+               "the model depends on it, not on the thread count"),
   };
 }
 
-void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+void BprModel::FitImpl(const TrainingData& data, const Context& ctx,
+                       const TrainCallback& callback) {
   const auto& p = params();
   factors_ = static_cast<std::size_t>(p.Int("factors"));
   const std::size_t k = factors_;
@@ -260,7 +271,8 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   if (bins == 0) bins = AutoBins(threads, data.n_users, n_items, kColSplits);
 
   UseSingleThreadedBlas();
-  const float init_length = static_cast<float>(p.Float("init_std") * std::sqrt(static_cast<double>(k)));
+  const float init_length =
+      static_cast<float>(p.Float("init_std") * std::sqrt(static_cast<double>(k)));
   RandomUnitRows(user_factors_, data.n_users, k, ctx.seed, 1, /*absolute=*/false, threads);
   RandomUnitRows(item_factors_, n_items, k, ctx.seed, 2, /*absolute=*/false, threads);
   kernels::Scale(init_length, user_factors_.data(), user_factors_.size());
@@ -284,8 +296,9 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
     }
   }
 
-  BlockGrid grid = BlockGrid::Build(seen, hogwild ? 1 : bins, hogwild ? 1 : kColSplits, DeriveSeed(ctx.seed, 3),
-                                    /*keep_values=*/false, threads);
+  BlockGrid grid =
+      BlockGrid::Build(seen, hogwild ? 1 : bins, hogwild ? 1 : kColSplits, DeriveSeed(ctx.seed, 3),
+                       /*keep_values=*/false, threads);
   const BlockScheduler scheduler(grid.bins(), grid.col_splits(), DeriveSeed(ctx.seed, 4));
   const int sgd_threads = SgdThreads(threads, grid.nnz(), grid.bins());
   const std::uint64_t step_seed = DeriveSeed(ctx.seed, 5);
@@ -300,7 +313,8 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     auto start = std::chrono::steady_clock::now();
     const float lr = static_cast<float>(lr0 * std::pow(lr_decay, epoch - 1));
-    const StepTarget target{&seen, user_factors_.data(), item_factors_.data(), item_bias, k, lr, reg, bias_reg};
+    const StepTarget target{
+        &seen, user_factors_.data(), item_factors_.data(), item_bias, k, lr, reg, bias_reg};
     std::vector<StepTally> tallies;
     if (hogwild) {
       tallies.resize(threads);
@@ -308,12 +322,31 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
       const std::uint64_t nnz = entries.size();
       ParallelRegion(threads, [&](int thread) {
         Rng rng(DeriveSeed(step_seed, static_cast<std::uint64_t>(epoch) * 4096 + thread));
-        std::uint64_t count = nnz / threads + (static_cast<std::uint64_t>(thread) < nnz % threads ? 1 : 0);
-        auto positive = [&](Rng& r) { return entries[r.Below(nnz)]; };
+        std::uint64_t count =
+            nnz / threads + (static_cast<std::uint64_t>(thread) < nnz % threads ? 1 : 0);
+        // Positives are drawn kAheadDraws ahead and their entries prefetched: a random
+        // entry of a large array is a cache miss, and RunSteps needs it to prefetch
+        // the rows it names.
+        constexpr std::size_t kAheadDraws = 8;
+        std::uint64_t ahead[kAheadDraws];
+        std::size_t head = 0;
+        for (auto& index : ahead) {
+          index = nnz > 0 ? rng.Below(nnz) : 0;
+          __builtin_prefetch(entries.data() + index, 0, 3);
+        }
+        auto positive = [&](Rng& r) {
+          const std::uint64_t index = ahead[head];
+          ahead[head] = r.Below(nnz);
+          __builtin_prefetch(entries.data() + ahead[head], 0, 3);
+          head = (head + 1) % kAheadDraws;
+          return entries[index];
+        };
         auto negative = [&](Rng& r) {
           return popularity ? global_alias.Sample(r) : static_cast<ItemIndex>(r.Below(n_items));
         };
-        if (nnz > 0 && n_items > 0) RunSteps(target, count, positive, negative, rng, tallies[thread]);
+        if (nnz > 0 && n_items > 0) {
+          RunSteps(target, count, positive, negative, rng, tallies[thread]);
+        }
       });
     } else {
       const EpochPlan plan = scheduler.Plan(epoch);
@@ -337,9 +370,11 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
       }
       tallies.resize(scheduler.n_blocks());
       BlockScheduler::Run(plan, sgd_threads, [&](const GridBlock& block) {
-        Rng rng(DeriveSeed(step_seed, static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
+        Rng rng(DeriveSeed(step_seed,
+                           static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
         const ItemIndex* negatives = group_items.data() + group_offsets[block.col_group];
-        const std::size_t n_negatives = group_offsets[block.col_group + 1] - group_offsets[block.col_group];
+        const std::size_t n_negatives =
+            group_offsets[block.col_group + 1] - group_offsets[block.col_group];
         if (n_negatives == 0) return;
         const AliasTable* alias = popularity ? &group_alias[block.col_group] : nullptr;
         auto negative = [&](Rng& r) {
@@ -373,10 +408,13 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
       throw InvalidArgument(family() + ": training diverged (non-finite loss); lower lr (now " +
                             p.values().at("lr") + ")");
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double skipped =
-        total.steps + total.skipped > 0 ? static_cast<double>(total.skipped) / (total.steps + total.skipped) : 0.0;
-    ctx.log().Debug("bpr epoch {}/{}: loss {:.5f}, skipped {:.4f}, {:.3f} s", epoch, epochs, loss, skipped, seconds);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double skipped = total.steps + total.skipped > 0
+                               ? static_cast<double>(total.skipped) / (total.steps + total.skipped)
+                               : 0.0;
+    ctx.log().Debug("bpr epoch {}/{}: loss {:.5f}, skipped {:.4f}, {:.3f} s", epoch, epochs, loss,
+                    skipped, seconds);
     if (callback) {
       FactorsChanged();
       EpochReport report;
@@ -429,7 +467,9 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
       for (ItemIndex item : positives) seed = Mix64(seed ^ item);
       Rng rng(seed);
       AliasTable alias(unseen_weight);
-      for (std::size_t s = 0; s < kFoldInNegatives; ++s) negatives.push_back(unseen[alias.Sample(rng)]);
+      for (std::size_t s = 0; s < kFoldInNegatives; ++s) {
+        negatives.push_back(unseen[alias.Sample(rng)]);
+      }
       weights.assign(negatives.size(), 1.0);
     }
     double total = 0;
@@ -440,11 +480,13 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
   const std::size_t n_pos = positives.size();
   const std::size_t n_neg = negatives.size();
   const double reg = params().Float("reg");
-  auto gather = [&](const std::vector<ItemIndex>& list, std::vector<float>& rows, std::vector<float>& bias) {
+  auto gather = [&](const std::vector<ItemIndex>& list, std::vector<float>& rows,
+                    std::vector<float>& bias) {
     rows.resize(list.size() * k);
     bias.assign(list.size(), 0.0f);
     for (std::size_t r = 0; r < list.size(); ++r) {
-      std::copy_n(item_factors_.data() + static_cast<std::size_t>(list[r]) * k, k, rows.data() + r * k);
+      std::copy_n(item_factors_.data() + static_cast<std::size_t>(list[r]) * k, k,
+                  rows.data() + r * k);
       if (!item_bias_.empty()) bias[r] = item_bias_[list[r]];
     }
   };
@@ -470,7 +512,9 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
     double value = 0;
     for (std::size_t i = 0; i < n_pos; ++i) {
       double row = 0;
-      for (std::size_t j = 0; j < n_neg; ++j) row += weights[j] * SoftplusOfNegative(pos_scores[i] - neg_scores[j]);
+      for (std::size_t j = 0; j < n_neg; ++j) {
+        row += weights[j] * SoftplusOfNegative(pos_scores[i] - neg_scores[j]);
+      }
       value += row * inv_pos;
     }
     return value + 0.5 * reg * kernels::SquaredNorm(u.data(), k);
@@ -514,7 +558,8 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
     // Hessian: reg I + sum_ij h_ij (q_i - q_j)(q_i - q_j)^T
     //        = reg I + sum_i c_i q_i q_i^T + sum_j d_j q_j q_j^T - (Q_P^T H Q_N + transpose).
     std::fill(hessian.begin(), hessian.end(), 0.0);
-    auto add_gram = [&](const std::vector<float>& rows, const std::vector<double>& curvature, std::size_t count) {
+    auto add_gram = [&](const std::vector<float>& rows, const std::vector<double>& curvature,
+                        std::size_t count) {
       scaled.resize(count * k);
       for (std::size_t r = 0; r < count; ++r) {
         float s = static_cast<float>(std::sqrt(curvature[r]));
@@ -525,7 +570,8 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
     };
     add_gram(pos_rows, curv_pos, n_pos);
     add_gram(neg_rows, curv_neg, n_neg);
-    kernels::GemmNT(n_pos, k, n_neg, 1.0f, hess_pairs.data(), neg_transposed.data(), 0.0f, cross.data());
+    kernels::GemmNT(n_pos, k, n_neg, 1.0f, hess_pairs.data(), neg_transposed.data(), 0.0f,
+                    cross.data());
     for (std::size_t i = 0; i < n_pos; ++i) {
       for (std::size_t r = 0; r < k; ++r) {
         double q = pos_rows[i * k + r];
@@ -550,7 +596,9 @@ bool BprModel::FoldIn(std::span<const ItemIndex> items, std::span<const float>, 
     double alpha = 1.0;
     bool improved = false;
     for (int halving = 0; halving < 30; ++halving, alpha *= 0.5) {
-      for (std::size_t f = 0; f < k; ++f) candidate[f] = static_cast<float>(user[f] - alpha * step[f]);
+      for (std::size_t f = 0; f < k; ++f) {
+        candidate[f] = static_cast<float>(user[f] - alpha * step[f]);
+      }
       double next = objective(candidate);
       if (next <= value - 0.25 * alpha * decrement) {
         user.swap(candidate);

@@ -39,7 +39,8 @@ class FactorModel : public Recommender {
 
   // Fold-in: FoldIn() solves the history's user vector (and bias), then scores as above.
   // Returns false when the family's FoldIn does. Item indices >= n_items() are ignored.
-  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const override;
+  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                    float* out) const override;
 
   // Cosine similarity of item factor vectors, best first, the item itself excluded;
   // items with a zero vector score 0. Empty for an item index >= n_items(). O(n_items k).
@@ -47,7 +48,8 @@ class FactorModel : public Recommender {
 
   // score(u, i) per pair (O(k) each); an item index >= n_items() gets the user's score
   // with a zero item vector and zero item bias.
-  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const override;
+  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                    float* out) const override;
 
   // Payload (docs/models/als.md): u64 k | f32 vector P | f32 vector Q | f32 global bias |
   // f32 vector user bias | f32 vector item bias | family extra (SaveExtra).
@@ -61,15 +63,19 @@ class FactorModel : public Recommender {
   std::span<const float> user_bias() const { return user_bias_; }
   std::span<const float> item_bias() const { return item_bias_; }
   // P[user] / Q[item] (k floats); user must be < n_users(), item < n_items().
-  const float* UserVector(UserIndex user) const { return user_factors_.data() + std::size_t{user} * factors_; }
-  const float* ItemVector(ItemIndex item) const { return item_factors_.data() + std::size_t{item} * factors_; }
+  const float* UserVector(UserIndex user) const {
+    return user_factors_.data() + std::size_t{user} * factors_;
+  }
+  const float* ItemVector(ItemIndex item) const {
+    return item_factors_.data() + std::size_t{item} * factors_;
+  }
 
  protected:
   // Solves the factor vector (k floats) and bias (0 for models without user biases) of
   // an ad-hoc user from a history (item, value); items are < n_items(). Returns false
   // when the family cannot fold in. Must be safe to call concurrently.
-  virtual bool FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
-                      float* user_bias) const = 0;
+  virtual bool FoldIn(std::span<const ItemIndex> items, std::span<const float> values,
+                      float* user_vector, float* user_bias) const = 0;
   virtual void SaveExtra(ModelWriter&) const {}
   virtual void LoadExtra(ModelReader&) {}
   // Recomputes derived caches (item norms for SimilarItems, and a family's own caches
@@ -79,12 +85,13 @@ class FactorModel : public Recommender {
 
   // Uniform random factors in [low, high) for `rows` rows of k, row r drawn from the
   // stream DeriveSeed(seed, stream * 2^40 + r): the same for any thread count.
-  static void RandomUniform(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed,
-                            std::uint64_t stream, float low, float high, int threads);
+  static void RandomUniform(std::vector<float>& factors, std::size_t rows, std::size_t k,
+                            std::uint64_t seed, std::uint64_t stream, float low, float high,
+                            int threads);
   // Standard normal factors, each row then scaled to unit length (Spark's ALS
   // initialisation); with `absolute`, entries are made non-negative first.
-  static void RandomUnitRows(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed,
-                             std::uint64_t stream, bool absolute, int threads);
+  static void RandomUnitRows(std::vector<float>& factors, std::size_t rows, std::size_t k,
+                             std::uint64_t seed, std::uint64_t stream, bool absolute, int threads);
 
   // Makes OpenBLAS single-threaded once per process: we parallelise outside BLAS and
   // call sgemm / ssyrk from many threads at once (kernels.h).
@@ -94,14 +101,14 @@ class FactorModel : public Recommender {
   std::vector<float> user_factors_;  // n_users x k
   std::vector<float> item_factors_;  // n_items x k
   float global_bias_ = 0.0f;
-  std::vector<float> user_bias_;     // empty or n_users
-  std::vector<float> item_bias_;     // empty or n_items
+  std::vector<float> user_bias_;  // empty or n_users
+  std::vector<float> item_bias_;  // empty or n_items
 
  private:
   float UserBias(UserIndex user) const {
     return user < user_bias_.size() ? user_bias_[user] : 0.0f;
   }
-  std::vector<float> item_norms_;    // |Q[i]|, for SimilarItems
+  std::vector<float> item_norms_;  // |Q[i]|, for SimilarItems
 };
 
 }  // namespace recforge::models

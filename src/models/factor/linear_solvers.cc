@@ -1,7 +1,10 @@
 #include "factor/linear_solvers.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <mutex>
 #include <numeric>
@@ -52,8 +55,8 @@ void ComputeGramian(const float* factors, std::size_t n, std::size_t k, int thre
   }
 }
 
-RowBlocks::RowBlocks(const CsrMatrix& matrix, double row_cost, double nnz_cost, std::size_t target_blocks,
-                     std::size_t long_row_length)
+RowBlocks::RowBlocks(const CsrMatrix& matrix, double row_cost, double nnz_cost,
+                     std::size_t target_blocks, std::size_t long_row_length)
     : long_row_length_(long_row_length) {
   const std::size_t n_rows = matrix.n_rows;
   double total = 0;
@@ -73,7 +76,8 @@ RowBlocks::RowBlocks(const CsrMatrix& matrix, double row_cost, double nnz_cost, 
   for (std::size_t row = 0; row < n_rows; ++row) {
     const std::size_t length = matrix.RowLength(row);
     // Long rows are left out of the blocks (their cost is 0 here); they run tiled.
-    const double cost = length > long_row_length ? 0.0 : row_cost + nnz_cost * static_cast<double>(length);
+    const double cost =
+        length > long_row_length ? 0.0 : row_cost + nnz_cost * static_cast<double>(length);
     if (cost >= target && current > 0) {  // a heavy row gets a block of its own
       bounds_.push_back(row);
       costs.push_back(current);
@@ -92,10 +96,12 @@ RowBlocks::RowBlocks(const CsrMatrix& matrix, double row_cost, double nnz_cost, 
   }
   order_.resize(costs.size());
   std::iota(order_.begin(), order_.end(), std::size_t{0});
-  std::stable_sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) { return costs[a] > costs[b]; });
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](std::size_t a, std::size_t b) { return costs[a] > costs[b]; });
   // Long rows: longest first, each to the currently lightest part (LPT scheduling).
-  std::stable_sort(long_rows_.begin(), long_rows_.end(),
-                   [&](std::size_t a, std::size_t b) { return matrix.RowLength(a) > matrix.RowLength(b); });
+  std::stable_sort(long_rows_.begin(), long_rows_.end(), [&](std::size_t a, std::size_t b) {
+    return matrix.RowLength(a) > matrix.RowLength(b);
+  });
   long_row_entries_.reserve(long_rows_.size());
   for (std::size_t row : long_rows_) long_row_entries_.push_back(matrix.RowLength(row));
 }
@@ -203,19 +209,22 @@ void SolveImplicitCg(const ImplicitRowSystem& system, int steps, float* x, Solve
   const std::uint32_t* indices = system.indices.data();
   CgRow row{x, scratch.r.data(), scratch.p.data(), scratch.ap.data(), system.reg};
   CgStartResidual(system.gram, k, row);
-  kernels::GatherDotAxpy(system.factors, k, indices, n, system.targets, system.weights, -1.0f, x, row.r);
+  kernels::GatherDotAxpy(system.factors, k, indices, n, system.targets, system.weights, -1.0f, x,
+                         row.r);
   CgFinishResidual(k, steps, row);
   while (!row.done) {
     CgStartProduct(system.gram, k, row);
-    kernels::GatherDotAxpy(system.factors, k, indices, n, nullptr, system.weights, 1.0f, row.p, row.ap);
+    kernels::GatherDotAxpy(system.factors, k, indices, n, nullptr, system.weights, 1.0f, row.p,
+                           row.ap);
     CgFinishStep(k, steps, row);
   }
 }
 
 void SolveImplicitCgTiled(const CsrMatrix& rows, std::span<const std::size_t> row_ids,
-                          std::span<const float> row_regs, const float* gram, const float* factors, std::size_t k,
-                          std::size_t n_fixed, std::size_t tile_rows, const Confidence& confidence, int steps,
-                          float* solved, TiledCgScratch& scratch) {
+                          std::span<const float> row_regs, const float* gram, const float* factors,
+                          std::size_t k, std::size_t n_fixed, std::size_t tile_rows,
+                          const Confidence& confidence, int steps, float* solved,
+                          TiledCgScratch& scratch) {
   const std::size_t n = row_ids.size();
   if (n == 0) return;
   tile_rows = std::max<std::size_t>(1, tile_rows);
@@ -227,7 +236,8 @@ void SolveImplicitCgTiled(const CsrMatrix& rows, std::span<const std::size_t> ro
   states.reserve(n);
   for (std::size_t h = 0; h < n; ++h) {
     float* vectors = scratch.vectors.data() + h * 3 * k;
-    states.push_back(CgRow{solved + row_ids[h] * k, vectors, vectors + k, vectors + 2 * k, row_regs[h]});
+    states.push_back(
+        CgRow{solved + row_ids[h] * k, vectors, vectors + k, vectors + 2 * k, row_regs[h]});
   }
   // One pass over the entries of every unfinished row, tile by tile of the fixed side:
   // the tile's factor rows stay in cache while every row that touches them is served,
@@ -235,7 +245,8 @@ void SolveImplicitCgTiled(const CsrMatrix& rows, std::span<const std::size_t> ro
   auto sweep = [&](bool residual) {
     for (std::size_t h = 0; h < n; ++h) scratch.cursor[h] = rows.indptr[row_ids[h]];
     for (std::size_t tile_begin = 0; tile_begin < n_fixed; tile_begin += tile_rows) {
-      const std::uint32_t tile_end = static_cast<std::uint32_t>(std::min(n_fixed, tile_begin + tile_rows));
+      const std::uint32_t tile_end =
+          static_cast<std::uint32_t>(std::min(n_fixed, tile_begin + tile_rows));
       for (std::size_t h = 0; h < n; ++h) {
         CgRow& row = states[h];
         if (row.done) continue;
@@ -249,13 +260,14 @@ void SolveImplicitCgTiled(const CsrMatrix& rows, std::span<const std::size_t> ro
         while (end != row_last && *end < tile_end) ++end;
         const std::size_t length = static_cast<std::size_t>(end - begin);
         if (length == 0) continue;
-        confidence.Fill(std::span<const float>(rows.values.data() + first, length), scratch.weights.data(),
-                        scratch.targets.data());
+        confidence.Fill(std::span<const float>(rows.values.data() + first, length),
+                        scratch.weights.data(), scratch.targets.data());
         if (residual) {
-          kernels::GatherDotAxpy(factors, k, begin, length, scratch.targets.data(), scratch.weights.data(), -1.0f,
-                                 row.x, row.r);
+          kernels::GatherDotAxpy(factors, k, begin, length, scratch.targets.data(),
+                                 scratch.weights.data(), -1.0f, row.x, row.r);
         } else {
-          kernels::GatherDotAxpy(factors, k, begin, length, nullptr, scratch.weights.data(), 1.0f, row.p, row.ap);
+          kernels::GatherDotAxpy(factors, k, begin, length, nullptr, scratch.weights.data(), 1.0f,
+                                 row.p, row.ap);
         }
         scratch.cursor[h] = first + length;
       }
@@ -287,7 +299,8 @@ namespace {
 // a[k x k] += sum_j w_j y_j y_j^T and b += sum_j t_j y_j over the row's entries, with
 // y_j gathered (scaled by sqrt(w_j)) into blocks for one syrk each. `a` must be
 // symmetric on entry (both triangles); it stays so.
-void AccumulateImplicit(const ImplicitRowSystem& system, float* a, float* b, SolverScratch& scratch) {
+void AccumulateImplicit(const ImplicitRowSystem& system, float* a, float* b,
+                        SolverScratch& scratch) {
   const std::size_t k = system.k;
   const std::size_t n = system.indices.size();
   float* gather = scratch.gather.data();
@@ -318,7 +331,8 @@ bool CholeskySolveInPlace(float* a, std::size_t k, float* x, SolverScratch& scra
   }
   double trace = 0;
   for (std::size_t i = 0; i < k; ++i) trace += diagonal[i];
-  const float base_jitter = static_cast<float>(std::max(trace / static_cast<double>(k), 1e-12) * 1e-6);
+  const float base_jitter =
+      static_cast<float>(std::max(trace / static_cast<double>(k), 1e-12) * 1e-6);
   Eigen::Map<Eigen::MatrixXf> matrix(a, static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(k));
   Eigen::Map<Eigen::VectorXf> solution(x, static_cast<Eigen::Index>(k));
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -327,7 +341,8 @@ bool CholeskySolveInPlace(float* a, std::size_t k, float* x, SolverScratch& scra
       // and add a growing jitter: the row is rank-deficient (e.g. reg = 0).
       const float jitter = base_jitter * std::pow(100.0f, static_cast<float>(attempt - 1));
       for (std::size_t col = 0; col < k; ++col) {
-        matrix(static_cast<Eigen::Index>(col), static_cast<Eigen::Index>(col)) = diagonal[col] + jitter;
+        matrix(static_cast<Eigen::Index>(col), static_cast<Eigen::Index>(col)) =
+            diagonal[col] + jitter;
         for (std::size_t row = col + 1; row < k; ++row) {
           matrix(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(col)) =
               matrix(static_cast<Eigen::Index>(col), static_cast<Eigen::Index>(row));
@@ -345,8 +360,8 @@ bool CholeskySolveInPlace(float* a, std::size_t k, float* x, SolverScratch& scra
   return false;
 }
 
-void SolveNnls(const float* a, const float* b, std::size_t k, float* x, SolverScratch& scratch, int max_sweeps,
-               float tolerance) {
+void SolveNnls(const float* a, const float* b, std::size_t k, float* x, SolverScratch& scratch,
+               int max_sweeps, float tolerance) {
   float* gradient = scratch.r.data();  // A x - b
   for (std::size_t j = 0; j < k; ++j) x[j] = std::max(0.0f, x[j]);
   kernels::SymMatVec(a, k, x, gradient);
@@ -374,7 +389,8 @@ void SolveImplicitCholesky(const ImplicitRowSystem& system, float* x, SolverScra
   SolveImplicitExact(system, false, x, scratch);
 }
 
-void SolveImplicitExact(const ImplicitRowSystem& system, bool nonnegative, float* x, SolverScratch& scratch) {
+void SolveImplicitExact(const ImplicitRowSystem& system, bool nonnegative, float* x,
+                        SolverScratch& scratch) {
   const std::size_t k = system.k;
   float* a = scratch.a.data();
   float* b = scratch.b.data();
@@ -395,7 +411,8 @@ double ImplicitRowLoss(const float* gram, float reg, const float* factors, std::
                        const Confidence& confidence, const float* x, SolverScratch& scratch) {
   kernels::SymMatVec(gram, k, x, scratch.ap.data());
   double loss = kernels::Dot(x, scratch.ap.data(), k) + double{reg} * kernels::SquaredNorm(x, k);
-  const std::size_t chunk = std::min({scratch.weights.size(), scratch.targets.size(), scratch.dots.size()});
+  const std::size_t chunk =
+      std::min({scratch.weights.size(), scratch.targets.size(), scratch.dots.size()});
   for (std::size_t first = 0; first < indices.size(); first += chunk) {
     const std::size_t n = std::min(chunk, indices.size() - first);
     confidence.Fill(values.subspan(first, n), scratch.weights.data(), scratch.targets.data());
@@ -411,7 +428,8 @@ double ImplicitRowLoss(const float* gram, float reg, const float* factors, std::
 }
 
 void SolveExplicit(const float* factors, std::size_t k, std::span<const std::uint32_t> indices,
-                   std::span<const float> ratings, float reg, bool nonnegative, float* x, SolverScratch& scratch) {
+                   std::span<const float> ratings, float reg, bool nonnegative, float* x,
+                   SolverScratch& scratch) {
   if (indices.empty()) {
     std::fill(x, x + k, 0.0f);
     return;
@@ -470,7 +488,8 @@ void FactorModel::ScoreUsers(std::span<const UserIndex> users, float* out) const
   }
 }
 
-bool FactorModel::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const {
+bool FactorModel::ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values,
+                               float* out) const {
   const std::size_t n = n_items();
   const std::size_t k = factors_;
   std::vector<ItemIndex> known_items;
@@ -491,7 +510,9 @@ bool FactorModel::ScoreHistory(std::span<const ItemIndex> items, std::span<const
     std::fill(out, out + n, 0.0f);
   }
   const float offset = global_bias_ + bias;
-  for (std::size_t item = 0; item < n; ++item) out[item] += offset + (item_bias_.empty() ? 0.0f : item_bias_[item]);
+  for (std::size_t item = 0; item < n; ++item) {
+    out[item] += offset + (item_bias_.empty() ? 0.0f : item_bias_[item]);
+  }
   return true;
 }
 
@@ -500,7 +521,8 @@ RankedItems FactorModel::SimilarItems(ItemIndex item, std::size_t k) const {
   const std::size_t n = n_items();
   if (item >= n || factors_ == 0 || item_norms_.size() != n) return result;
   std::vector<float> scores(n);
-  kernels::GemmNT(1, n, factors_, 1.0f, ItemVector(item), item_factors_.data(), 0.0f, scores.data());
+  kernels::GemmNT(1, n, factors_, 1.0f, ItemVector(item), item_factors_.data(), 0.0f,
+                  scores.data());
   const float own_norm = item_norms_[item];
   for (std::size_t other = 0; other < n; ++other) {
     const float denominator = own_norm * item_norms_[other];
@@ -521,7 +543,8 @@ void FactorModel::PredictPairs(std::span<const UserIndex> users, std::span<const
     const ItemIndex item = items[pair];
     float score = global_bias_ + UserBias(user);
     if (item < item_bias_.size()) score += item_bias_[item];
-    if (user < known_users && item < known_items) score += kernels::Dot(UserVector(user), ItemVector(item), k);
+    if (user < known_users && item < known_items)
+      score += kernels::Dot(UserVector(user), ItemVector(item), k);
     out[pair] = score;
   }
 }
@@ -544,7 +567,9 @@ void FactorModel::LoadState(ModelReader& reader) {
   user_bias_ = reader.ReadVector<float>();
   item_bias_ = reader.ReadVector<float>();
   auto check = [&](bool ok, const char* what) {
-    if (!ok) throw FormatError(reader.source() + ": " + family() + " model: " + what + " has the wrong size");
+    if (!ok)
+      throw FormatError(reader.source() + ": " + family() + " model: " + what +
+                        " has the wrong size");
   };
   check(user_factors_.size() == n_users() * factors_, "user factor matrix");
   check(item_factors_.size() == n_items() * factors_, "item factor matrix");
@@ -559,16 +584,34 @@ void FactorModel::FactorsChanged() {
   const std::size_t n = factors_ == 0 ? 0 : item_factors_.size() / factors_;
   item_norms_.resize(n);
   for (std::size_t item = 0; item < n; ++item) {
-    item_norms_[item] = std::sqrt(kernels::SquaredNorm(ItemVector(static_cast<ItemIndex>(item)), factors_));
+    item_norms_[item] =
+        std::sqrt(kernels::SquaredNorm(ItemVector(static_cast<ItemIndex>(item)), factors_));
   }
 }
 
 namespace {
 
+// Gives `factors` room for `size` floats and asks the kernel for transparent huge pages
+// on it before any page is touched. The fixed side of an ALS half is read at random
+// rows (50 MB for 200k users x 64 factors): with 4 KB pages nearly every row is a TLB
+// miss, with 2 MB pages the whole matrix fits the TLB. A no-op where THP is off.
+void ReserveHugePages(std::vector<float>& factors, std::size_t size) {
+  constexpr std::uintptr_t kHuge = 2u << 20;
+  if (factors.capacity() < size) {
+    std::vector<float>().swap(factors);
+    factors.reserve(size);
+  }
+  const auto begin = reinterpret_cast<std::uintptr_t>(factors.data());
+  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t last = (begin + size * sizeof(float)) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
 // Fills rows [0, rows) of a row-major matrix, row r from its own RNG stream.
 template <typename Fill>
-void FillRows(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed, std::uint64_t stream,
-              int threads, Fill&& fill) {
+void FillRows(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed,
+              std::uint64_t stream, int threads, Fill&& fill) {
+  ReserveHugePages(factors, rows * k);
   factors.assign(rows * k, 0.0f);
   constexpr std::size_t kRowsPerTask = 4096;
   const std::size_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
@@ -583,15 +626,17 @@ void FillRows(std::vector<float>& factors, std::size_t rows, std::size_t k, std:
 
 }  // namespace
 
-void FactorModel::RandomUniform(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed,
-                                std::uint64_t stream, float low, float high, int threads) {
+void FactorModel::RandomUniform(std::vector<float>& factors, std::size_t rows, std::size_t k,
+                                std::uint64_t seed, std::uint64_t stream, float low, float high,
+                                int threads) {
   FillRows(factors, rows, k, seed, stream, threads, [&](Rng& rng, float* row) {
     for (std::size_t i = 0; i < k; ++i) row[i] = low + (high - low) * rng.UniformFloat();
   });
 }
 
-void FactorModel::RandomUnitRows(std::vector<float>& factors, std::size_t rows, std::size_t k, std::uint64_t seed,
-                                 std::uint64_t stream, bool absolute, int threads) {
+void FactorModel::RandomUnitRows(std::vector<float>& factors, std::size_t rows, std::size_t k,
+                                 std::uint64_t seed, std::uint64_t stream, bool absolute,
+                                 int threads) {
   FillRows(factors, rows, k, seed, stream, threads, [&](Rng& rng, float* row) {
     double norm = 0;
     for (std::size_t i = 0; i < k; i += 2) {

@@ -42,8 +42,9 @@ void ComputeGramian(const float* factors, std::size_t n, std::size_t k, int thre
 // a row costs row_cost + nnz_cost * (its number of entries). Blocks are listed most
 // expensive first, so that dynamic scheduling does not finish on one huge row (Zipf
 // item popularity puts ~10% of all interactions on the top item). A row is never split.
-// Rows longer than `long_row_length` entries are kept out of the blocks and listed
-// apart (long_rows()), for a solver that serves them together (SolveImplicitCgTiled).
+// Rows longer than `long_row_length` entries count nothing towards the blocks' cost and
+// are listed apart (long_rows()) for a solver that serves them together
+// (SolveImplicitCgTiled); per-block loops skip them with IsLong().
 class RowBlocks {
  public:
   RowBlocks(const CsrMatrix& matrix, double row_cost, double nnz_cost, std::size_t target_blocks,
@@ -80,10 +81,12 @@ class RowBlocks {
 // ParallelFor. The work of a row must not depend on which thread runs it.
 template <typename Fn>
 void ForEachRowBlock(const RowBlocks& blocks, int threads, Fn&& fn) {
-  const int workers = std::max(1, std::min<int>(threads, static_cast<int>(std::max<std::size_t>(1, blocks.size()))));
+  const int workers = std::max(
+      1, std::min<int>(threads, static_cast<int>(std::max<std::size_t>(1, blocks.size()))));
   std::atomic<std::size_t> next{0};
   ParallelRegion(workers, [&](int thread) {
-    for (std::size_t position = next.fetch_add(1); position < blocks.size(); position = next.fetch_add(1)) {
+    for (std::size_t position = next.fetch_add(1); position < blocks.size();
+         position = next.fetch_add(1)) {
       auto [first, end] = blocks.Block(position);
       fn(thread, first, end);
     }
@@ -111,12 +114,12 @@ struct Confidence {
 
 // Per-thread working memory of the solvers; Reserve once per thread before the loop.
 struct SolverScratch {
-  std::vector<float> r, p, ap;            // CG vectors (k)
-  std::vector<float> a;                   // k x k system matrix
-  std::vector<float> b;                   // k right-hand side
-  std::vector<float> gather;              // kGatherRows x k rows copied for syrk
-  std::vector<float> weights, targets;    // per-entry values of one row (max row length)
-  std::vector<float> dots;                // per-entry dot products (loss)
+  std::vector<float> r, p, ap;          // CG vectors (k)
+  std::vector<float> a;                 // k x k system matrix
+  std::vector<float> b;                 // k right-hand side
+  std::vector<float> gather;            // kGatherRows x k rows copied for syrk
+  std::vector<float> weights, targets;  // per-entry values of one row (max row length)
+  std::vector<float> dots;              // per-entry dot products (loss)
 
   void Reserve(std::size_t k, std::size_t max_row_length);
 };
@@ -126,9 +129,9 @@ struct SolverScratch {
 // with G the fixed side's Gram matrix (shared by all rows), y_j = factors[indices[j]]
 // (k floats), w_j = c_j - 1 >= 0 and t_j = c_j p_j. reg may differ per row.
 struct ImplicitRowSystem {
-  const float* gram = nullptr;      // k x k, without the regulariser
+  const float* gram = nullptr;  // k x k, without the regulariser
   float reg = 0.0f;
-  const float* factors = nullptr;   // fixed side, row-major, k columns
+  const float* factors = nullptr;  // fixed side, row-major, k columns
   std::size_t k = 0;
   std::span<const std::uint32_t> indices;
   const float* weights = nullptr;
@@ -156,14 +159,15 @@ void SolveImplicitCholesky(const ImplicitRowSystem& system, float* x, SolverScra
 // run one call per thread on disjoint row lists (RowBlocks::SplitLongRows).
 // Memory: 3 k floats per row plus tile_rows floats, in `scratch`.
 struct TiledCgScratch {
-  std::vector<float> vectors;          // r, p, Ap of each row
-  std::vector<std::uint64_t> cursor;   // next entry of each row in the current sweep
+  std::vector<float> vectors;         // r, p, Ap of each row
+  std::vector<std::uint64_t> cursor;  // next entry of each row in the current sweep
   std::vector<float> weights, targets;
 };
 void SolveImplicitCgTiled(const CsrMatrix& rows, std::span<const std::size_t> row_ids,
-                          std::span<const float> row_regs, const float* gram, const float* factors, std::size_t k,
-                          std::size_t n_fixed, std::size_t tile_rows, const Confidence& confidence, int steps,
-                          float* solved, TiledCgScratch& scratch);
+                          std::span<const float> row_regs, const float* gram, const float* factors,
+                          std::size_t k, std::size_t n_fixed, std::size_t tile_rows,
+                          const Confidence& confidence, int steps, float* solved,
+                          TiledCgScratch& scratch);
 
 // This row's share of the implicit objective at x, over every column (observed or not),
 // regulariser included:
@@ -180,11 +184,13 @@ double ImplicitRowLoss(const float* gram, float reg, const float* factors, std::
 // by Cholesky, or under x >= 0 by NNLS (warm-started from x, which is clamped to >= 0
 // first). A row without entries gets x = 0. Cost O(nnz k^2 + k^3).
 void SolveExplicit(const float* factors, std::size_t k, std::span<const std::uint32_t> indices,
-                   std::span<const float> ratings, float reg, bool nonnegative, float* x, SolverScratch& scratch);
+                   std::span<const float> ratings, float reg, bool nonnegative, float* x,
+                   SolverScratch& scratch);
 
 // Spark's implicit ALS-WR row (implicitPrefs=true): the implicit system above with
 // reg already scaled by the caller, solved by Cholesky or NNLS.
-void SolveImplicitExact(const ImplicitRowSystem& system, bool nonnegative, float* x, SolverScratch& scratch);
+void SolveImplicitExact(const ImplicitRowSystem& system, bool nonnegative, float* x,
+                        SolverScratch& scratch);
 
 // Solves A x = b in place for a symmetric positive definite k x k row-major A: `a` is
 // overwritten by its factor, `x` holds b on entry and the solution on return. When A

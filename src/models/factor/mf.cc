@@ -1,6 +1,7 @@
 #include "mf.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 
@@ -64,15 +65,23 @@ RatingErrors TrainingErrors(const Recommender& model, const CsrMatrix& ratings, 
 std::vector<ParamField> MfModel::Fields() {
   return {
       IntParam("factors", 64, 1, 4096, "Latent dimensions", {"k", "dim"}),
-      IntParam("epochs", 100, 1, 100000, "Passes over the training ratings", {"iterations", "iters"}),
+      IntParam("epochs", 100, 1, 100000, "Passes over the training ratings",
+               {"iterations", "iters"}),
       FloatParam("lr", 0.01, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
-      FloatParam("lr_decay", 0.98, 0.1, 1, "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
-      FloatParam("reg", 0.07, 0, 100, "L2 regularisation of the factors, per rating", {"regularization"}),
-      FloatParam("bias_reg", 0.01, 0, 100, "L2 regularisation of the user and item biases, per rating"),
-      FloatParam("init_std", 0.01, 0, 10, "Scale of the initial factors (like a normal's standard deviation)"),
+      FloatParam("lr_decay", 0.98, 0.1, 1,
+                 "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
+      FloatParam("reg", 0.07, 0, 100, "L2 regularisation of the factors, per rating",
+                 {"regularization"}),
+      FloatParam("bias_reg", 0.01, 0, 100,
+                 "L2 regularisation of the user and item biases, per rating"),
+      FloatParam("init_std", 0.01, 0, 10,
+                 "Scale of the initial factors (like a normal's standard deviation)"),
+      BoolParam("biased", true,
+                "Learn the global mean and user / item biases (false: plain r = p . q, Funk's "
+                "original model)"),
       IntParam("bins", 0, 0, 1024,
-               "Block grid size per side (0 = auto: 8 for up to 4 threads, 2 * threads above); the model "
-               "depends on it, not on the thread count"),
+               "Block grid size per side (0 = auto: 8 up to 4 threads, 2 * threads above); "
+               "the model depends on it, not on the thread count"),
   };
 }
 
@@ -98,20 +107,24 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
     min_rating_ = std::min(min_rating_, value);
     max_rating_ = std::max(max_rating_, value);
   }
-  global_bias_ = ratings.nnz() == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(ratings.nnz()));
+  const bool biased = p.Bool("biased");
+  global_bias_ = ratings.nnz() == 0 || !biased
+                     ? 0.0f
+                     : static_cast<float>(sum / static_cast<double>(ratings.nnz()));
   UseSingleThreadedBlas();
-  const float init_length = static_cast<float>(p.Float("init_std") * std::sqrt(static_cast<double>(factors_)));
+  const float init_length =
+      static_cast<float>(p.Float("init_std") * std::sqrt(static_cast<double>(factors_)));
   RandomUnitRows(user_factors_, data.n_users, factors_, ctx.seed, 1, /*absolute=*/false, threads);
   RandomUnitRows(item_factors_, data.n_items, factors_, ctx.seed, 2, /*absolute=*/false, threads);
   kernels::Scale(init_length, user_factors_.data(), user_factors_.size());
   kernels::Scale(init_length, item_factors_.data(), item_factors_.size());
   ZeroRowsWithoutData(user_factors_, factors_, data.user_items);
   ZeroRowsWithoutData(item_factors_, factors_, data.item_users);
-  user_bias_.assign(data.n_users, 0.0f);
-  item_bias_.assign(data.n_items, 0.0f);
+  user_bias_.assign(biased ? data.n_users : 0, 0.0f);
+  item_bias_.assign(biased ? data.n_items : 0, 0.0f);
 
-  BlockGrid grid = BlockGrid::Build(ratings, bins, kColSplits, DeriveSeed(ctx.seed, 3), /*keep_values=*/true,
-                                    threads);
+  BlockGrid grid = BlockGrid::Build(ratings, bins, kColSplits, DeriveSeed(ctx.seed, 3),
+                                    /*keep_values=*/true, threads);
   const BlockScheduler scheduler(grid.bins(), kColSplits, DeriveSeed(ctx.seed, 4));
   const int sgd_threads = SgdThreads(threads, grid.nnz(), grid.bins());
   const std::size_t k = factors_;
@@ -127,13 +140,18 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
     std::fill(block_squared_error.begin(), block_squared_error.end(), 0.0);
     BlockScheduler::Run(plan, sgd_threads, [&](const GridBlock& block) {
       double& squared_error = block_squared_error[block.id];
-      Rng rng(DeriveSeed(block_seed, static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
-      std::vector<std::uint32_t> micro_bins(plan.GroupMicroBins(block.col_group).begin(),
-                                            plan.GroupMicroBins(block.col_group).end());
+      Rng rng(DeriveSeed(block_seed,
+                         static_cast<std::uint64_t>(epoch) * scheduler.n_blocks() + block.id));
+      // The group's micro-bins in a random order (kColSplits of them: no allocation).
+      std::array<std::uint32_t, kColSplits> micro_bins;
+      const auto group = plan.GroupMicroBins(block.col_group);
+      std::copy(group.begin(), group.end(), micro_bins.begin());
       ShuffleTogether(std::span<std::uint32_t>(micro_bins), std::span<int>(), rng);
       for (std::uint32_t micro : micro_bins) {
-        auto entries = grid.MutableMicroBlock(static_cast<int>(block.row_bin), static_cast<int>(micro));
-        auto values = grid.MutableMicroValues(static_cast<int>(block.row_bin), static_cast<int>(micro));
+        auto entries =
+            grid.MutableMicroBlock(static_cast<int>(block.row_bin), static_cast<int>(micro));
+        auto values =
+            grid.MutableMicroValues(static_cast<int>(block.row_bin), static_cast<int>(micro));
         // Each rating once per epoch in a fresh random order (shuffling in place keeps
         // the pass sequential in memory).
         ShuffleTogether(entries, values, rng);
@@ -142,11 +160,14 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
           const ItemIndex item = entries[e].item;
           float* user_row = user_factors_.data() + static_cast<std::size_t>(user) * k;
           float* item_row = item_factors_.data() + static_cast<std::size_t>(item) * k;
-          float prediction = global_bias_ + user_bias_[user] + item_bias_[item] + kernels::Dot(user_row, item_row, k);
-          float error = values[e] - prediction;
+          float prediction = global_bias_ + kernels::Dot(user_row, item_row, k);
+          if (biased) prediction += user_bias_[user] + item_bias_[item];
+          const float error = values[e] - prediction;
           squared_error += static_cast<double>(error) * error;
-          user_bias_[user] += lr * (error - bias_reg * user_bias_[user]);
-          item_bias_[item] += lr * (error - bias_reg * item_bias_[item]);
+          if (biased) {
+            user_bias_[user] += lr * (error - bias_reg * user_bias_[user]);
+            item_bias_[item] += lr * (error - bias_reg * item_bias_[item]);
+          }
           kernels::SgdPairStep(user_row, item_row, k, error, lr, reg, reg);
         }
       }
@@ -157,12 +178,13 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
       throw InvalidArgument(family() + ": training diverged (non-finite factors); lower lr (now " +
                             p.values().at("lr") + ")");
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     FactorsChanged();
     if (callback || ctx.log().Enabled(LogLevel::kDebug)) {
       RatingErrors errors = TrainingErrors(*this, ratings, sgd_threads);
-      ctx.log().Debug("mf epoch {}/{}: train rmse {:.4f}, mae {:.4f}, {:.3f} s", epoch, epochs, errors.rmse,
-                      errors.mae, seconds);
+      ctx.log().Debug("mf epoch {}/{}: train rmse {:.4f}, mae {:.4f}, {:.3f} s", epoch, epochs,
+                      errors.rmse, errors.mae, seconds);
       if (callback) {
         EpochReport report;
         report.epoch = epoch;
@@ -178,12 +200,13 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   }
 }
 
-bool MfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
-                     float* user_bias) const {
+bool MfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values,
+                     float* user_vector, float* user_bias) const {
   // Least squares on the augmented vector x = (p, b_u) with features (q_i, 1) and
   // targets r - mu - b_i, regularised like SGD's per-rating penalty (reg * n).
   const std::size_t k = factors_;
-  const std::size_t dim = k + 1;
+  const bool biased = !item_bias_.empty();
+  const std::size_t dim = biased ? k + 1 : k;
   std::fill_n(user_vector, k, 0.0f);
   *user_bias = 0.0f;
   if (items.empty()) return true;
@@ -191,7 +214,8 @@ bool MfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> va
   std::vector<double> gram(dim * dim, 0.0), rhs(dim, 0.0);
   for (std::size_t h = 0; h < items.size(); ++h) {
     const float* q = ItemVector(items[h]);
-    const double target = static_cast<double>(values[h]) - global_bias_ - item_bias_[items[h]];
+    const double target =
+        static_cast<double>(values[h]) - global_bias_ - (biased ? item_bias_[items[h]] : 0.0f);
     for (std::size_t r = 0; r < dim; ++r) {
       const double feature_r = r < k ? q[r] : 1.0;
       rhs[r] += feature_r * target;
@@ -212,13 +236,16 @@ bool MfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> va
   scratch.Reserve(dim, 0);
   if (!linalg::CholeskySolveInPlace(a.data(), dim, x.data(), scratch)) return true;  // zero vector
   std::copy_n(x.data(), k, user_vector);
-  *user_bias = x[k];
+  *user_bias = biased ? x[k] : 0.0f;
   return true;
 }
 
-void MfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const {
+void MfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                           float* out) const {
   FactorModel::PredictPairs(users, items, out);
-  for (std::size_t n = 0; n < users.size(); ++n) out[n] = std::clamp(out[n], min_rating_, max_rating_);
+  for (std::size_t n = 0; n < users.size(); ++n) {
+    out[n] = std::clamp(out[n], min_rating_, max_rating_);
+  }
 }
 
 void MfModel::SaveExtra(ModelWriter& writer) const {
@@ -229,8 +256,9 @@ void MfModel::SaveExtra(ModelWriter& writer) const {
 void MfModel::LoadExtra(ModelReader& reader) {
   min_rating_ = reader.Read<float>();
   max_rating_ = reader.Read<float>();
-  if (user_bias_.size() != n_users() || item_bias_.size() != n_items()) {
-    throw FormatError(reader.source() + ": mf model without user and item biases");
+  if (user_bias_.empty() != item_bias_.empty()) {
+    throw FormatError(reader.source() +
+                      ": mf model with only one of the user and item bias vectors");
   }
 }
 

@@ -32,11 +32,13 @@ class MfModel final : public FactorModel {
 
   // Predictions clipped to the training rating range (ScoreUsers is not clipped, so
   // rankings keep their order). Unknown users / items contribute zero vectors and biases.
-  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const override;
+  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                    float* out) const override;
   bool PredictsRatings() const override { return true; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
   // Fold-in: the ridge solution for (p, b_u) with the item side fixed, regularised like
   // the SGD objective (reg * n and bias_reg * n for n ratings), O(n k^2 + k^3).
   bool FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,

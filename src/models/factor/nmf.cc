@@ -19,7 +19,8 @@ namespace {
 // One multiplicative half-step: updates every row of `rows` (n_rows x k) from its
 // ratings in `matrix` (row -> other side) with `other` (the other side's factors)
 // fixed. `numerator` and `denominator` are per-thread scratch of k doubles.
-void UpdateSide(const CsrMatrix& matrix, const float* other, float* rows, std::size_t k, double reg, int threads) {
+void UpdateSide(const CsrMatrix& matrix, const float* other, float* rows, std::size_t k, double reg,
+                int threads) {
   ParallelFor<std::size_t>(
       0, matrix.n_rows, threads,
       [&](std::size_t row) {
@@ -63,8 +64,8 @@ void UpdateSide(const CsrMatrix& matrix, const float* other, float* rows, std::s
 // observed ratings): for each row, each factor in turn is set to the exact minimiser
 // of the row's regularised squared error, clipped at 0, with the residuals kept up
 // to date, so the objective never increases.
-void UpdateSideCd(const CsrMatrix& matrix, const float* other, float* rows, std::size_t k, double reg,
-                  int threads) {
+void UpdateSideCd(const CsrMatrix& matrix, const float* other, float* rows, std::size_t k,
+                  double reg, int threads) {
   ParallelFor<std::size_t>(
       0, matrix.n_rows, threads,
       [&](std::size_t row) {
@@ -75,7 +76,8 @@ void UpdateSideCd(const CsrMatrix& matrix, const float* other, float* rows, std:
         thread_local std::vector<double> residual;  // per-thread scratch, grows once
         residual.resize(indices.size());
         for (std::size_t e = 0; e < indices.size(); ++e) {
-          residual[e] = values[e] - kernels::Dot(factors, other + static_cast<std::size_t>(indices[e]) * k, k);
+          residual[e] = values[e] -
+                        kernels::Dot(factors, other + static_cast<std::size_t>(indices[e]) * k, k);
         }
         const double penalty = reg * static_cast<double>(indices.size());
         for (std::size_t f = 0; f < k; ++f) {
@@ -103,15 +105,18 @@ void UpdateSideCd(const CsrMatrix& matrix, const float* other, float* rows, std:
 std::vector<ParamField> NmfModel::Fields() {
   return {
       IntParam("factors", 30, 1, 1024, "Latent dimensions", {"k", "dim"}),
-      IntParam("epochs", 50, 1, 100000, "Passes (all users, then all items)", {"iterations", "iters"}),
+      IntParam("epochs", 50, 1, 100000, "Passes (all users, then all items)",
+               {"iterations", "iters"}),
       FloatParam("reg_user", 0.12, 0, 100, "L2 regularisation of user factors, per rating"),
       FloatParam("reg_item", 0.12, 0, 100, "L2 regularisation of item factors, per rating"),
       ChoiceParam("solver", "cd", {"cd", "mu"},
-                  "Per-epoch update: cd (coordinate descent, exact per factor) or mu (multiplicative updates)"),
+                  "Per-epoch update: cd (coordinate descent, exact per factor) or mu "
+                  "(multiplicative updates)"),
   };
 }
 
-void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+void NmfModel::FitImpl(const TrainingData& data, const Context& ctx,
+                       const TrainCallback& callback) {
   const auto& p = params();
   factors_ = static_cast<std::size_t>(p.Int("factors"));
   const std::size_t k = factors_;
@@ -129,7 +134,8 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   max_rating_ = min_rating_;
   for (float value : ratings.values) {
     if (value < 0) {
-      throw InvalidArgument("nmf: ratings must be non-negative (found " + std::to_string(value) + ")");
+      throw InvalidArgument("nmf: ratings must be non-negative (found " + std::to_string(value) +
+                            ")");
     }
     sum += value;
     min_rating_ = std::min(min_rating_, value);
@@ -137,10 +143,8 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   }
   const double mean = ratings.nnz() == 0 ? 1.0 : sum / static_cast<double>(ratings.nnz());
   mean_rating_ = static_cast<float>(mean);
-  const float high = static_cast<float>(2.0 * std::sqrt(std::max(mean, 1e-6) / static_cast<double>(k)));
   UseSingleThreadedBlas();
-  RandomUniform(user_factors_, data.n_users, k, ctx.seed, 1, 0.0f, high, threads);
-  RandomUniform(item_factors_, data.n_items, k, ctx.seed, 2, 0.0f, high, threads);
+  InitFromUsers(data.user_items, mean, coordinate_descent, ctx.seed);
   ZeroRowsWithoutData(user_factors_, k, data.user_items);
   ZeroRowsWithoutData(item_factors_, k, data.item_users);
   user_bias_.clear();
@@ -151,16 +155,19 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
     auto start = std::chrono::steady_clock::now();
     if (coordinate_descent) {
       UpdateSideCd(ratings, item_factors_.data(), user_factors_.data(), k, reg_user, threads);
-      UpdateSideCd(data.item_users, user_factors_.data(), item_factors_.data(), k, reg_item, threads);
+      UpdateSideCd(data.item_users, user_factors_.data(), item_factors_.data(), k, reg_item,
+                   threads);
     } else {
       UpdateSide(ratings, item_factors_.data(), user_factors_.data(), k, reg_user, threads);
       UpdateSide(data.item_users, user_factors_.data(), item_factors_.data(), k, reg_item, threads);
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     FactorsChanged();
     if (callback || ctx.log().Enabled(LogLevel::kDebug)) {
       RatingErrors errors = TrainingErrors(*this, ratings, threads);
-      ctx.log().Debug("nmf epoch {}/{}: train rmse {:.4f}, {:.3f} s", epoch, epochs, errors.rmse, seconds);
+      ctx.log().Debug("nmf epoch {}/{}: train rmse {:.4f}, {:.3f} s", epoch, epochs, errors.rmse,
+                      seconds);
       if (callback) {
         EpochReport report;
         report.epoch = epoch;
@@ -176,8 +183,46 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   }
 }
 
-bool NmfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
-                      float* user_bias) const {
+void NmfModel::InitFromUsers(const CsrMatrix& ratings, double mean, bool coordinate_descent,
+                             std::uint64_t seed) {
+  // "Random Acol" (Langville et al. 2006): item factor f starts as the mean rating row
+  // of kAcolUsers random users (scaled by 1 / sqrt(mean), so p . q starts near the
+  // ratings once users are solved). A dense random start would let every factor mix
+  // every group of users, and as unobserved pairs exert no pull the factorisation would
+  // never separate the groups (it then ranks by popularity).
+  constexpr int kAcolUsers = 2;
+  const std::size_t k = factors_;
+  std::vector<UserIndex> with_data;
+  for (std::size_t user = 0; user < ratings.n_rows; ++user) {
+    if (ratings.RowLength(user) > 0) with_data.push_back(static_cast<UserIndex>(user));
+  }
+  item_factors_.assign(ratings.n_cols * k, 0.0f);
+  Rng rng(DeriveSeed(seed, 2));
+  const double scale = 1.0 / (kAcolUsers * std::sqrt(std::max(mean, 1e-6)));
+  for (std::size_t f = 0; f < k && !with_data.empty(); ++f) {
+    for (int draw = 0; draw < kAcolUsers; ++draw) {
+      const UserIndex user = with_data[rng.Below(with_data.size())];
+      const auto items = ratings.RowIndices(user);
+      const auto values = ratings.RowValues(user);
+      for (std::size_t e = 0; e < items.size(); ++e) {
+        item_factors_[static_cast<std::size_t>(items[e]) * k + f] +=
+            static_cast<float>(values[e] * scale);
+      }
+    }
+  }
+  // Users are solved first, from the items. Coordinate descent starts them at zero;
+  // multiplicative updates never move a zero, so they get positive starts instead
+  // (users at sqrt(mean / k), item factors floored at a small positive value).
+  const float user_start =
+      coordinate_descent ? 0.0f : static_cast<float>(std::sqrt(std::max(mean, 1e-6) / k));
+  user_factors_.assign(ratings.n_rows * k, user_start);
+  if (!coordinate_descent) {
+    for (float& value : item_factors_) value = std::max(value, 1e-3f);
+  }
+}
+
+bool NmfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values,
+                      float* user_vector, float* user_bias) const {
   // min 1/2 x^T A x - b^T x over x >= 0, with A = Q^T Q + reg_user n I and b = Q^T r.
   const std::size_t k = factors_;
   *user_bias = 0.0f;
@@ -194,7 +239,9 @@ bool NmfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> v
   const double penalty = params().Float("reg_user") * static_cast<double>(items.size());
   std::vector<float> a(k * k), b(k);
   for (std::size_t r = 0; r < k; ++r) {
-    for (std::size_t c = 0; c < k; ++c) a[r * k + c] = static_cast<float>(gram[r * k + c] + (r == c ? penalty : 0.0));
+    for (std::size_t c = 0; c < k; ++c) {
+      a[r * k + c] = static_cast<float>(gram[r * k + c] + (r == c ? penalty : 0.0));
+    }
     b[r] = static_cast<float>(rhs[r]);
   }
   linalg::SolverScratch scratch;
@@ -203,7 +250,8 @@ bool NmfModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> v
   return true;
 }
 
-void NmfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const {
+void NmfModel::PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                            float* out) const {
   const std::size_t k = factors_;
   for (std::size_t n = 0; n < users.size(); ++n) {
     // Unknown users and items, and those without training data (zero rows), get the

@@ -11,11 +11,12 @@
 //       its exact clipped minimiser, residuals kept current; the objective never rises;
 //   mu  the multiplicative update p_f *= sum q_f r / (sum q_f r^ + n reg p_f), which
 //       keeps signs by construction but needs several times more epochs.
-// Factors start uniform in [0, 2 sqrt(mean rating / factors)], so the first
-// predictions average the mean rating. Users and items without training ratings get
-// zero vectors. Deterministic for a seed, whatever the thread count (each half-step
-// reads only the other side). Loss per epoch: training RMSE (metrics train_rmse /
-// train_mae).
+// Start: "random Acol" (Langville et al. 2006): item factor f is the mean rating row
+// of two random users (scaled), users are then solved first; a dense random start
+// would never separate groups of users, as unobserved pairs exert no pull. Users and
+// items without training ratings get zero vectors. Deterministic for a seed, whatever
+// the thread count (each half-step reads only the other side). Loss per epoch:
+// training RMSE (metrics train_rmse / train_mae).
 //
 // Cost per epoch: O(nnz * factors), in parallel over users, then items.
 // Thread-safety: const methods are safe concurrently.
@@ -34,11 +35,13 @@ class NmfModel final : public FactorModel {
 
   // Predictions clipped to the training rating range; the training mean for unknown
   // users / items and those without training data (a zero vector would predict 0).
-  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items, float* out) const override;
+  void PredictPairs(std::span<const UserIndex> users, std::span<const ItemIndex> items,
+                    float* out) const override;
   bool PredictsRatings() const override { return true; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
   // Fold-in: the non-negative least-squares user vector for the history with the item
   // side fixed and the penalty reg_user * n (the subproblem the user update solves), by
   // projected coordinate descent. O(n k^2 + sweeps k^2).
@@ -50,6 +53,10 @@ class NmfModel final : public FactorModel {
 
  private:
   float min_rating_ = 0.0f;
+  // Data-driven start of both factor matrices (see the .cc).
+  void InitFromUsers(const CsrMatrix& ratings, double mean, bool coordinate_descent,
+                     std::uint64_t seed);
+
   float max_rating_ = 0.0f;
   float mean_rating_ = 0.0f;  // PredictPairs fallback
 };

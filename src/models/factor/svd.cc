@@ -18,8 +18,8 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 
 // out[r, :] = sum_e values[e] * in[indices[e], :] over row r's entries: a sparse
 // (rows x cols) times dense (cols x width) product, parallel over rows.
-void SparseTimesDense(const CsrMatrix& matrix, const std::vector<float>& values, const RowMatrix& in,
-                      RowMatrix& out, int threads) {
+void SparseTimesDense(const CsrMatrix& matrix, const std::vector<float>& values,
+                      const RowMatrix& in, RowMatrix& out, int threads) {
   const std::size_t width = static_cast<std::size_t>(in.cols());
   out.setZero(static_cast<Eigen::Index>(matrix.n_rows), in.cols());
   ParallelFor<std::size_t>(
@@ -27,7 +27,8 @@ void SparseTimesDense(const CsrMatrix& matrix, const std::vector<float>& values,
       [&](std::size_t row) {
         float* target = out.data() + row * width;
         for (std::uint64_t e = matrix.indptr[row]; e < matrix.indptr[row + 1]; ++e) {
-          kernels::Axpy(values[e], in.data() + std::size_t{matrix.indices[e]} * width, target, width);
+          kernels::Axpy(values[e], in.data() + std::size_t{matrix.indices[e]} * width, target,
+                        width);
         }
       },
       Schedule::kDynamic, 256);
@@ -44,12 +45,17 @@ void Orthonormalise(RowMatrix& m) {
 
 std::vector<ParamField> SvdModel::Fields() {
   return {
-      IntParam("factors", 20, 1, 4096, "Number of singular triplets kept (rank k)", {"rank", "n_components"}),
-      ChoiceParam("center", "bias", {"none", "global", "bias"},
-                  "Centre ratings before the SVD: none (PureSVD), global mean, or mean + user/item biases"),
-      FloatParam("bias_reg_user", 5, 0, 1e9, "Shrinkage of user biases: sum / (bias_reg_user + n_u)"),
-      FloatParam("bias_reg_item", 5, 0, 1e9, "Shrinkage of item biases: sum / (bias_reg_item + n_i)"),
-      IntParam("oversample", 10, 0, 4096, "Extra random directions of the range finder (Halko's p)"),
+      IntParam("factors", 20, 1, 4096, "Number of singular triplets kept (rank k)",
+               {"rank", "n_components"}),
+      ChoiceParam(
+          "center", "bias", {"none", "global", "bias"},
+          "Centre ratings before the SVD: none (PureSVD), global mean, or mean + user/item biases"),
+      FloatParam("bias_reg_user", 5, 0, 1e9,
+                 "Shrinkage of user biases: sum / (bias_reg_user + n_u)"),
+      FloatParam("bias_reg_item", 5, 0, 1e9,
+                 "Shrinkage of item biases: sum / (bias_reg_item + n_i)"),
+      IntParam("oversample", 10, 0, 4096,
+               "Extra random directions of the range finder (Halko's p)"),
       IntParam("power_iters", 4, 0, 100, "Power iterations of the range finder (Halko's q)"),
   };
 }
@@ -65,7 +71,8 @@ SvdModel::SvdModel(ParamValues params) : FactorModel(std::move(params)) {
   power_iters_ = static_cast<int>(p.Int("power_iters"));
 }
 
-void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
+void SvdModel::FitImpl(const TrainingData& data, const Context& ctx,
+                       const TrainCallback& callback) {
   UseSingleThreadedBlas();
   const auto start = std::chrono::steady_clock::now();
   const int threads = std::max(1, ctx.threads);
@@ -88,15 +95,19 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
     for (std::size_t item = 0; item < n_items; ++item) {
       double sum = 0;
       for (float value : by_item.RowValues(item)) sum += value - global_bias_;
-      item_bias_[item] = static_cast<float>(sum / (bias_reg_item_ + static_cast<double>(by_item.RowLength(item))));
+      item_bias_[item] =
+          static_cast<float>(sum / (bias_reg_item_ + static_cast<double>(by_item.RowLength(item))));
     }
     user_bias_.assign(n_users, 0.0f);
     for (std::size_t user = 0; user < n_users; ++user) {
       double sum = 0;
       const auto items = by_user.RowIndices(user);
       const auto values = by_user.RowValues(user);
-      for (std::size_t j = 0; j < items.size(); ++j) sum += values[j] - global_bias_ - item_bias_[items[j]];
-      user_bias_[user] = static_cast<float>(sum / (bias_reg_user_ + static_cast<double>(items.size())));
+      for (std::size_t j = 0; j < items.size(); ++j) {
+        sum += values[j] - global_bias_ - item_bias_[items[j]];
+      }
+      user_bias_[user] =
+          static_cast<float>(sum / (bias_reg_user_ + static_cast<double>(items.size())));
     }
   }
   auto baseline = [&](std::size_t user, std::size_t item) {
@@ -118,7 +129,8 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   });
 
   // Randomised range finder with power iterations (Halko et al., algorithm 4.4).
-  const std::size_t width = std::min(k_ + static_cast<std::size_t>(oversample_), std::min(n_users, n_items));
+  const std::size_t width =
+      std::min(k_ + static_cast<std::size_t>(oversample_), std::min(n_users, n_items));
   const std::size_t k = std::min(k_, width);
   factors_ = k;
   singular_values_.assign(k, 0.0f);
@@ -131,7 +143,8 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
       for (std::size_t c = 0; c < width; c += 2) {
         const double radius = std::sqrt(-2.0 * std::log(1.0 - rng.Uniform()));
         const double angle = 2.0 * 3.14159265358979323846 * rng.Uniform();
-        omega(static_cast<Eigen::Index>(item), static_cast<Eigen::Index>(c)) = static_cast<float>(radius * std::cos(angle));
+        omega(static_cast<Eigen::Index>(item), static_cast<Eigen::Index>(c)) =
+            static_cast<float>(radius * std::cos(angle));
         if (c + 1 < width) {
           omega(static_cast<Eigen::Index>(item), static_cast<Eigen::Index>(c + 1)) =
               static_cast<float>(radius * std::sin(angle));
@@ -155,23 +168,28 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
     const Eigen::MatrixXf& item_basis = svd.matrixU();
     for (std::size_t item = 0; item < n_items; ++item) {
       for (std::size_t c = 0; c < k; ++c) {
-        item_factors_[item * k + c] = item_basis(static_cast<Eigen::Index>(item), static_cast<Eigen::Index>(c));
+        item_factors_[item * k + c] =
+            item_basis(static_cast<Eigen::Index>(item), static_cast<Eigen::Index>(c));
       }
     }
-    for (std::size_t c = 0; c < k; ++c) singular_values_[c] = svd.singularValues()(static_cast<Eigen::Index>(c));
+    for (std::size_t c = 0; c < k; ++c) {
+      singular_values_[c] = svd.singularValues()(static_cast<Eigen::Index>(c));
+    }
     // X = R V: each user's least-squares coordinates for the orthonormal item basis.
     ParallelFor<std::size_t>(
         0, n_users, threads,
         [&](std::size_t user) {
           float* target = user_factors_.data() + user * k;
           for (std::uint64_t e = by_user.indptr[user]; e < by_user.indptr[user + 1]; ++e) {
-            kernels::Axpy(residual_by_user[e], item_factors_.data() + std::size_t{by_user.indices[e]} * k, target, k);
+            kernels::Axpy(residual_by_user[e],
+                          item_factors_.data() + std::size_t{by_user.indices[e]} * k, target, k);
           }
         },
         Schedule::kDynamic, 256);
   }
   FactorsChanged();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ctx.log().Debug("svd: rank {} of a {} x {} matrix in {:.3f} s", k, n_users, n_items, seconds);
   if (callback) {
     std::vector<double> row_error(n_users, 0.0);
@@ -181,7 +199,8 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
       double error = 0;
       for (std::size_t j = 0; j < items.size(); ++j) {
         const float* x = user_factors_.data() + user * k;
-        const double predicted = baseline(user, items[j]) + kernels::Dot(x, ItemVector(items[j]), k);
+        const double predicted =
+            baseline(user, items[j]) + kernels::Dot(x, ItemVector(items[j]), k);
         error += (values[j] - predicted) * (values[j] - predicted);
       }
       row_error[user] = error;
@@ -199,15 +218,17 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx, const Train
   }
 }
 
-bool SvdModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
-                      float* user_bias) const {
+bool SvdModel::FoldIn(std::span<const ItemIndex> items, std::span<const float> values,
+                      float* user_vector, float* user_bias) const {
   const std::size_t k = factors_;
   std::fill(user_vector, user_vector + k, 0.0f);
   *user_bias = 0.0f;
   auto item_bias = [&](ItemIndex item) { return item_bias_.empty() ? 0.0f : item_bias_[item]; };
   if (center_ == Center::kBias && !items.empty()) {
     double sum = 0;
-    for (std::size_t j = 0; j < items.size(); ++j) sum += values[j] - global_bias_ - item_bias(items[j]);
+    for (std::size_t j = 0; j < items.size(); ++j) {
+      sum += values[j] - global_bias_ - item_bias(items[j]);
+    }
     *user_bias = static_cast<float>(sum / (bias_reg_user_ + static_cast<double>(items.size())));
   }
   for (std::size_t j = 0; j < items.size(); ++j) {

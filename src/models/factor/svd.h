@@ -39,7 +39,8 @@ class SvdModel final : public FactorModel {
   const std::vector<float>& singular_values() const { return singular_values_; }
 
  protected:
-  void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) override;
+  void FitImpl(const TrainingData& data, const Context& ctx,
+               const TrainCallback& callback) override;
   // x = (r - baseline) V with the user bias estimated from the history: O(|history| k).
   bool FoldIn(std::span<const ItemIndex> items, std::span<const float> values, float* user_vector,
               float* user_bias) const override;

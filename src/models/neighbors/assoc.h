@@ -15,7 +15,8 @@
 //
 // Cost: fit O(sum over users of |items|^2) integer accumulations (the co-occurrence
 // kernel of similarity.h) on ctx.threads threads, memory 8 bytes per kept rule plus
-// per-thread 8 bytes per item. Scoring one user: O(|H| * rules + n_items).
+// per-thread 8 bytes per item (and, with at most 65536 items, a temporary 2 bytes per
+// interaction). Scoring one user: O(|H| * rules + n_items).
 // Thread-safety: const methods may be called concurrently; Fit and LoadState need
 // exclusive access.
 #pragma once

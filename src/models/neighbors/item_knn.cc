@@ -64,7 +64,8 @@ void ItemKnn::ScoreRow(std::span<const ItemIndex> items, std::span<const float> 
   for (std::size_t t = 0; t < items.size(); ++t) {
     const ItemIndex item = items[t];
     if (item >= spread.n_rows) continue;
-    const float weight = options_.binary || values.empty() ? 1.0f : values[t];
+    // Without one value per item (e.g. an empty span) every item weighs 1.
+    const float weight = options_.binary || values.size() != items.size() ? 1.0f : values[t];
     for (std::uint64_t q = spread.indptr[item]; q < spread.indptr[item + 1]; ++q) {
       out[spread.indices[q]] += weight * spread.values[q];
     }

@@ -6,15 +6,21 @@
 //
 // Scoring a user with history H (items with values x_i: 1 when binary, else the
 // stored rating) sums similarities into the candidate items:
-//   neighborhood=target:  score(j) = sum over i in H that are among j's neighbours of
-//                         x_i * sim(j, i)  (each candidate looks at its own K nearest)
 //   neighborhood=history: score(j) = sum over i in H with j among i's neighbours of
 //                         x_i * sim(i, j)  (each history item spreads to its K nearest)
+//   neighborhood=target:  score(j) = sum over i in H that are among j's neighbours of
+//                         x_i * sim(j, i)  (each candidate looks at its own K nearest)
 // Users with no history (or index >= n_users()) score all zeros. ScoreHistory is the
-// same computation on an ad-hoc history, so it equals ScoreUsers for the same items.
+// same computation on an ad-hoc history, so it equals ScoreUsers for the same items
+// and values (the history is read from seen(), which the model file stores).
+//
+// Defaults (bm25 on the rating values, 20 neighbours, history) were chosen on ml-100k
+// under ../shared/PROTOCOL.md; docs/models.md has the comparison.
 //
 // Cost: fit O(sum over users of |items|^2) accumulations on ctx.threads threads, memory
-// the interaction matrices + per-thread 12 bytes per item + 8 bytes per kept pair.
+// the interaction matrices (not copied for cosine / jaccard) + per thread 8-12 bytes per
+// item + 8 bytes per kept pair (twice that with neighborhood=target, which keeps the
+// transposed lists too) + with at most 65536 items a temporary 2 bytes per interaction.
 // Scoring one user: O(|H| * neighbors + n_items). Thread-safety: const methods may be
 // called concurrently; Fit and LoadState need exclusive access.
 #pragma once
@@ -54,8 +60,9 @@ class ItemKnn final : public Recommender {
   std::size_t k_;
   bool target_;  // neighborhood=target
   CsrMatrix neighbors_;
-  CsrMatrix
-      transposed_;  // neighbors_^T (row i: the items that have i as a neighbour), when target_
+  // neighborhood=target: neighbors_ transposed (row i: the items that have i as a
+  // neighbour, with that similarity); empty otherwise.
+  CsrMatrix transposed_;
 };
 
 }  // namespace recforge::models

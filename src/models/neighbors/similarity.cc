@@ -27,9 +27,8 @@ constexpr std::size_t kChunkRows = 8;
 constexpr std::uint64_t kPrefetchFar = 24;
 constexpr std::uint64_t kPrefetchNear = 12;
 constexpr std::size_t kPrefetchLines = 8;
-// A row whose expected accumulations exceed this many times the number of rows is
-// selected by a dense scan of the accumulator.
-constexpr double kDenseFactor = 1.0;
+// Row indices below this fit in 16 bits (the narrowed copy in RunKernel).
+constexpr std::size_t kNarrowMaxRows = 65536;
 
 // Per-thread state of the all-pairs kernel, allocated once per thread.
 struct KernelScratch {
@@ -49,14 +48,15 @@ struct KernelScratch {
   }
 };
 
-// Adds w(row, f) * w(other, f) for every feature f of `row` into the accumulator and,
-// with kTrack, returns how many distinct rows were touched (listed in scratch.touched).
-template <bool kUnit, bool kTrack>
-std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::size_t row,
-                       KernelScratch& scratch) {
+// Adds w(row, f) * w(other, f) for every feature f of `row` into the accumulator and
+// returns how many distinct rows were touched (listed in scratch.touched). `others` is
+// transpose.indices, possibly narrowed to 16 bits (see RunKernel).
+template <bool kUnit, typename Index>
+std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, const Index* others,
+                       std::size_t row, KernelScratch& scratch) {
+  constexpr std::size_t kPerLine = 64 / sizeof(Index);
   std::size_t n_touched = 0;
   std::uint32_t* touched = scratch.touched.data();
-  const std::uint32_t* others = transpose.indices.data();
   const std::uint64_t row_begin = rows.indptr[row];
   const std::uint64_t row_end = rows.indptr[row + 1];
   for (std::uint64_t p = row_begin; p < row_end; ++p) {
@@ -67,10 +67,10 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
       __builtin_prefetch(&transpose.indptr[rows.indices[p + kPrefetchFar]]);
     if (p + kPrefetchNear < row_end) {
       const std::uint32_t ahead = rows.indices[p + kPrefetchNear];
-      const std::uint32_t* list = others + transpose.indptr[ahead];
-      const std::uint32_t* list_end = others + transpose.indptr[ahead + 1];
-      for (const std::uint32_t* line = list; line < list_end && line < list + kPrefetchLines * 16;
-           line += 16) {
+      const Index* list = others + transpose.indptr[ahead];
+      const Index* list_end = others + transpose.indptr[ahead + 1];
+      for (const Index* line = list; line < list_end && line < list + kPrefetchLines * kPerLine;
+           line += kPerLine) {
         __builtin_prefetch(line);
       }
     }
@@ -81,12 +81,10 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
       std::uint32_t* counts = scratch.counts.data();
       for (std::uint64_t q = begin; q < end; ++q) {
         const std::uint32_t other = others[q];
-        if constexpr (kTrack) {
-          // Branch-free first-touch test: about half of the updates are first
-          // touches, so a branch here mispredicts constantly.
-          touched[n_touched] = other;
-          n_touched += counts[other] == 0;
-        }
+        // Branch-free first-touch test: about half of the updates are first touches,
+        // so a branch here mispredicts constantly.
+        touched[n_touched] = other;
+        n_touched += counts[other] == 0;
         ++counts[other];
       }
     } else {
@@ -96,10 +94,8 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
       double* dots = scratch.dots.data();
       for (std::uint64_t q = begin; q < end; ++q) {
         const std::uint32_t other = others[q];
-        if constexpr (kTrack) {
-          touched[n_touched] = other;
-          n_touched += dots[other] == 0;
-        }
+        touched[n_touched] = other;
+        n_touched += dots[other] == 0;
         dots[other] += weight * static_cast<double>(other_weights[q]);
       }
     }
@@ -108,9 +104,8 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, std::s
 }
 
 // Turns the accumulated dot products into scored candidates (resetting the
-// accumulator) and keeps the best k. kDense scans the whole accumulator instead of the
-// touched list (for rows that touch a large part of it anyway).
-template <PairMeasure kMeasure, bool kUnit, bool kDense>
+// accumulator) and keeps the best k.
+template <PairMeasure kMeasure, bool kUnit>
 void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat,
                const PairScorer& scorer, std::size_t n_touched, std::size_t k,
                KernelScratch& scratch) {
@@ -122,17 +117,14 @@ void SelectRow(std::uint32_t self, float stat_self, std::span<const float> stat,
   const std::size_t cap = std::max<std::size_t>(4 * k, 512);
   float bar = 0;
   double bar_margin = 0;
-  const std::size_t n_scan = kDense ? stat.size() : n_touched;
-  for (std::size_t t = 0; t < n_scan; ++t) {
-    const std::uint32_t other = kDense ? static_cast<std::uint32_t>(t) : scratch.touched[t];
+  for (std::size_t t = 0; t < n_touched; ++t) {
+    const std::uint32_t other = scratch.touched[t];
     double dot;
     if constexpr (kUnit) {
       dot = scratch.counts[other];
-      if (kDense && dot == 0) continue;
       scratch.counts[other] = 0;
     } else {
       dot = scratch.dots[other];
-      if (kDense && dot == 0) continue;
       scratch.dots[other] = 0;
     }
     if (other == self || dot < scorer.min_dot) continue;
@@ -171,10 +163,21 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
   std::vector<ChunkResult> chunks(n_chunks);
   std::atomic<std::size_t> next_chunk{0};
   const int threads = std::max(1, ctx.threads);
-  const double mean_list = transpose.n_rows == 0 ? 0.0
-                                                 : static_cast<double>(transpose.nnz()) /
-                                                       static_cast<double>(transpose.n_rows);
-  const double dense_threshold = kDenseFactor * static_cast<double>(n_rows);
+  // The kernel is bound by streaming the other rows' index lists (about 8 GB for 20M
+  // interactions); with at most 65536 rows they fit in 16 bits, which halves that
+  // traffic for the price of a temporary 2-byte copy of the indices.
+  std::vector<std::uint16_t> narrow;
+  if (n_rows <= kNarrowMaxRows && transpose.nnz() > 0) {
+    narrow.resize(transpose.nnz());
+    const std::size_t n_blocks = (narrow.size() + (1u << 20) - 1) >> 20;
+    ParallelFor<std::size_t>(0, n_blocks, threads, [&](std::size_t block) {
+      const std::size_t begin = block << 20;
+      const std::size_t end = std::min(narrow.size(), begin + (1u << 20));
+      for (std::size_t q = begin; q < end; ++q) {
+        narrow[q] = static_cast<std::uint16_t>(transpose.indices[q]);
+      }
+    });
+  }
   // Dynamic schedule by hand over ParallelRegion, so that each thread owns one scratch
   // for its whole life; each row's result depends only on the row, never on which
   // thread computed it, so the output is the same for every thread count.
@@ -189,18 +192,12 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
       const std::size_t end = std::min(n_rows, begin + kChunkRows);
       result.lengths.reserve(end - begin);
       for (std::size_t row = begin; row < end; ++row) {
-        // Expected accumulations of this row; when they are many, most of the
-        // accumulator gets touched and a dense scan beats keeping a touched list.
-        const double expected = static_cast<double>(rows.RowLength(row)) * mean_list;
-        if (expected >= dense_threshold) {
-          Accumulate<kUnit, false>(rows, transpose, row, scratch);
-          SelectRow<kMeasure, kUnit, true>(static_cast<std::uint32_t>(row), stat[row], stat,
-                                           scorer, 0, k, scratch);
-        } else {
-          const std::size_t n_touched = Accumulate<kUnit, true>(rows, transpose, row, scratch);
-          SelectRow<kMeasure, kUnit, false>(static_cast<std::uint32_t>(row), stat[row], stat,
-                                            scorer, n_touched, k, scratch);
-        }
+        const std::size_t n_touched =
+            narrow.empty()
+                ? Accumulate<kUnit>(rows, transpose, transpose.indices.data(), row, scratch)
+                : Accumulate<kUnit>(rows, transpose, narrow.data(), row, scratch);
+        SelectRow<kMeasure, kUnit>(static_cast<std::uint32_t>(row), stat[row], stat, scorer,
+                                   n_touched, k, scratch);
         result.lengths.push_back(static_cast<std::uint32_t>(scratch.candidates.size()));
         for (const auto& [score, other] : scratch.candidates) {
           result.columns.push_back(other);
@@ -457,7 +454,7 @@ void RowSimilarity::Query(std::span<const std::uint32_t> features, std::span<con
   entries.clear();
   for (std::size_t t = 0; t < features.size(); ++t) {
     if (features[t] >= n_features) continue;
-    entries.emplace_back(features[t], values.empty() ? 1.0f : values[t]);
+    entries.emplace_back(features[t], values.size() == features.size() ? values[t] : 1.0f);
   }
   std::stable_sort(entries.begin(), entries.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });

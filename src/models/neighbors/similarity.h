@@ -10,8 +10,10 @@
 //
 // Exactness: products of two float weights are exact in double, the accumulator is a
 // double (or an integer count when every weight is 1) and features are added in
-// ascending order, so the result equals a brute-force sum over the sorted intersection
-// of the two rows, bit for bit, whatever the thread count.
+// ascending order, so every dot product equals a brute-force sum over the sorted
+// intersection of the two rows, bit for bit, whatever the thread count; the score is
+// then one documented double expression of it and the float row statistics, rounded
+// to float once.
 //
 // Tie order: score descending, then row index ascending. Only pairs with a score > 0
 // are kept (with positive weights every co-occurring pair qualifies).
@@ -46,8 +48,7 @@ struct PairScorer {
   double min_dot = 0;  // pairs whose dot product is below this are never candidates
   double scale = 1;    // kSupport, kLift
 
-  // The score, computed in double and rounded to float once (the brute-force reference
-  // in the tests uses this same function, so the two agree exactly).
+  // The score, computed in double and rounded to float once.
   float Score(double stat_a, double stat_b, double dot) const {
     switch (measure) {
       case PairMeasure::kCosine:
@@ -91,10 +92,13 @@ struct PairScorer {
 // as integers, which is faster and gives the same numbers).
 //
 // Cost: O(sum_f n_f^2) accumulations (n_f = rows having feature f) plus the selection
-// over each row's co-occurring rows; memory per thread: 12 bytes per row (accumulator
-// and touched list) plus the candidate buffer; output 8 bytes per kept pair. Runs on
-// ctx.threads threads with dynamic scheduling; deterministic for any thread count.
-// Reports progress as stage "similarity".
+// over each row's co-occurring rows, which prunes candidates against the running k-th
+// best score. Memory per thread: 8 bytes per row with unit weights, 12 otherwise
+// (accumulator and touched list), plus the candidate buffer; output 8 bytes per kept
+// pair; with at most 65536 rows a temporary 16-bit copy of transpose's indices (2
+// bytes per entry) halves the memory traffic of the accumulation. Runs on ctx.threads
+// threads with dynamic scheduling; deterministic for any thread count. Reports
+// progress as stage "similarity" (from one thread).
 CsrMatrix TopKPairs(const CsrMatrix& rows, const CsrMatrix& transpose, std::span<const float> stat,
                     bool unit_weights, const PairScorer& scorer, std::size_t k, const Context& ctx);
 
@@ -133,15 +137,17 @@ SimilarityOptions SimilarityOptionsFrom(const ParamValues& params);
 // by the all-pairs fit and by ad-hoc queries (fold-in).
 //
 // Weighting of entry (r, f) with value v (v = 1 for every stored entry when binary;
-// otherwise the stored value, and entries with v <= 0 or NaN are dropped): with N = rows having >=
-// 1 entry, df_f = rows having f, idf_f = log(N) - log1p(df_f), len_r = sum of r's values and
-// avg_len = mean len_r over the N non-empty rows,
+// otherwise the stored value, and entries with v <= 0 or NaN are dropped): with
+// N = rows having >= 1 entry, df_f = rows having f, idf_f = log(N) - log1p(df_f),
+// len_r = sum of r's values and avg_len = mean len_r over the N non-empty rows,
 //   cosine, jaccard: w = v
 //   tfidf:           w = float(sqrt(v) * idf_f)
 //   bm25:            w = float(v * (k1 + 1) / (k1 * ((1 - b) + b * len_r / avg_len) + v) * idf_f)
 // Weights <= 0 (a feature present in every row has idf <= 0) are dropped. The
 // statistic of a row is its squared norm (jaccard) or norm (the others): the sum of
-// squared weights, accumulated in double in ascending feature order (sqrt for norm).
+// squared weights, accumulated in double in ascending feature order (sqrt for norm),
+// rounded to float. With binary data the bm25 row factor cancels in the cosine, so
+// bm25 and tfidf then rank alike; they differ on rating or count values.
 //
 // Thread-safety: const methods may be called concurrently (each with its own Scratch).
 class RowSimilarity {
@@ -149,9 +155,9 @@ class RowSimilarity {
   RowSimilarity() = default;
   // `rows` is n_rows x n_features. When `transpose` (= rows.Transpose()) is given and
   // the weights are the stored entries unchanged (cosine or jaccard, binary or with
-  // every value > 0), no copy is made and both matrices must outlive this object; otherwise the
-  // weighted matrix and its transpose are built and owned (memory ~ 2x the matrix).
-  // Cost O(nnz).
+  // every value > 0), no copy is made and both matrices must outlive this object;
+  // otherwise the weighted matrix and its transpose are built and owned (memory ~2x
+  // the matrix). Cost O(nnz).
   RowSimilarity(const CsrMatrix& rows, const CsrMatrix* transpose,
                 const SimilarityOptions& options);
 
@@ -167,10 +173,11 @@ class RowSimilarity {
   };
   // The k training rows most similar to an ad-hoc row given as (feature, value) pairs
   // (any order; repeated features are summed; features >= n_features are ignored;
-  // empty `values` means all 1), weighted like a training row with the training idf
-  // and average length. Output best first, same scores and tie order as AllNeighbors
-  // would give a training row with these entries. Cost O(sum over the row's features
-  // of n_f) plus the selection.
+  // `values` of another length than `features`, e.g. empty, means all 1), weighted
+  // like a training row with the training idf and average length. Output best first,
+  // with the scores and tie order AllNeighbors gives a training row with these entries
+  // (the query is never excluded as "self"). Cost O(sum over the row's features of
+  // n_f) plus the selection; allocates nothing once `scratch` has grown.
   void Query(std::span<const std::uint32_t> features, std::span<const float> values, std::size_t k,
              Scratch& scratch, std::vector<std::uint32_t>& rows_out,
              std::vector<float>& scores_out) const;

@@ -267,6 +267,33 @@ TEST(ItemKnn, SameResultForEveryThreadCount) {
   }
 }
 
+// Catalogues of at most 65536 items take a 16-bit path through the kernel; a wider one
+// (the same interactions, padded with items nobody has) must give the same lists.
+TEST(ItemKnn, WideCatalogueGivesTheSameNeighbours) {
+  CsrMatrix narrow = RandomRatings(80, 300, 0.1, 19);
+  std::vector<Triplet> triplets;
+  for (std::uint32_t user = 0; user < narrow.n_rows; ++user) {
+    for (std::uint64_t p = narrow.indptr[user]; p < narrow.indptr[user + 1]; ++p) {
+      triplets.emplace_back(user, narrow.indices[p], narrow.values[p]);
+    }
+  }
+  TrainingData small = MakeTraining(narrow);
+  TrainingData wide = MakeTraining(MakeCsr(80, 70000, triplets));
+  for (const std::string spec : {"itemknn:similarity=cosine,binary=true,neighbors=15",
+                                 "itemknn:similarity=bm25,binary=false,neighbors=15"}) {
+    auto a = CreateModel(spec);
+    auto b = CreateModel(spec);
+    a->Fit(small, Threads(2));
+    b->Fit(wide, Threads(2));
+    const auto& na = dynamic_cast<const ItemKnn&>(*a).neighbors();
+    const auto& nb = dynamic_cast<const ItemKnn&>(*b).neighbors();
+    for (std::size_t item = 0; item < 300; ++item) {
+      ASSERT_EQ(Row(na, item), Row(nb, item)) << spec << " item " << item;
+    }
+    EXPECT_EQ(na.nnz(), nb.nnz()) << spec;
+  }
+}
+
 // Item 0 (A) is in users 0-19; B (item 1) only in users 0 and 1; C (item 2) in users
 // 10-109. cos(A, B) = 2 / sqrt(20 * 2) = 0.316 beats cos(A, C) = 10 / sqrt(20 * 100) =
 // 0.224, but B rests on two users: shrink=50 gives 2 / (6.32 + 50) = 0.036 against

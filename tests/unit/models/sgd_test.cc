@@ -31,7 +31,8 @@ namespace {
 
 // Ratings r = 3 + u . v of a planted rank-3 matrix (entries of u, v uniform in
 // [-0.8, 0.8]), a fraction `density` of the pairs observed, clipped to [1, 5].
-TrainingData PlantedLowRank(std::size_t n_users, std::size_t n_items, double density, std::uint64_t seed) {
+TrainingData PlantedLowRank(std::size_t n_users, std::size_t n_items, double density,
+                            std::uint64_t seed) {
   constexpr int kRank = 3;
   Rng rng(seed);
   std::vector<float> user_factors(n_users * kRank), item_factors(n_items * kRank);
@@ -43,7 +44,9 @@ TrainingData PlantedLowRank(std::size_t n_users, std::size_t n_items, double den
     for (std::size_t item = 0; item < n_items; ++item) {
       if (rng.Uniform() >= density) continue;
       float rating = 3.0f;
-      for (int f = 0; f < kRank; ++f) rating += user_factors[user * kRank + f] * item_factors[item * kRank + f];
+      for (int f = 0; f < kRank; ++f) {
+        rating += user_factors[user * kRank + f] * item_factors[item * kRank + f];
+      }
       rows.push_back(static_cast<std::uint32_t>(user));
       cols.push_back(static_cast<std::uint32_t>(item));
       values.push_back(std::clamp(rating, 1.0f, 5.0f));
@@ -72,7 +75,8 @@ TrainingData SynthTraining(std::uint64_t interactions, std::uint32_t users, std:
   data.n_users = dataset.n_users();
   data.n_items = dataset.n_items();
   const auto& rows = dataset.interactions;
-  data.user_items = CsrMatrix::FromCoordinates(data.n_users, data.n_items, rows.users, rows.items, rows.ratings, 2);
+  data.user_items = CsrMatrix::FromCoordinates(data.n_users, data.n_items, rows.users, rows.items,
+                                               rows.ratings, 2);
   data.item_users = data.user_items.Transpose();
   return data;
 }
@@ -99,7 +103,9 @@ double Correlation(const std::vector<float>& a, const std::vector<float>& b) {
   return cov / std::sqrt(var_a * var_b);
 }
 
-const FactorModel& AsFactors(const Recommender& model) { return dynamic_cast<const FactorModel&>(model); }
+const FactorModel& AsFactors(const Recommender& model) {
+  return dynamic_cast<const FactorModel&>(model);
+}
 
 // ------------------------------------------------------------------ block grid / scheduler
 
@@ -111,7 +117,9 @@ TEST(BlockScheduler, EveryEpochCoversEveryBlockOnceInConflictFreeRounds) {
       ASSERT_EQ(plan.rounds.size(), static_cast<std::size_t>(bins));
       std::vector<std::uint32_t> micro(plan.group_micro_bins);
       std::sort(micro.begin(), micro.end());
-      for (std::size_t m = 0; m < micro.size(); ++m) ASSERT_EQ(micro[m], m) << "micro-bins not a permutation";
+      for (std::size_t m = 0; m < micro.size(); ++m) {
+        ASSERT_EQ(micro[m], m) << "micro-bins not a permutation";
+      }
       std::set<std::uint32_t> ids;
       for (const auto& round : plan.rounds) {
         ASSERT_EQ(round.size(), static_cast<std::size_t>(bins));
@@ -126,7 +134,8 @@ TEST(BlockScheduler, EveryEpochCoversEveryBlockOnceInConflictFreeRounds) {
       EXPECT_EQ(ids.size(), static_cast<std::size_t>(bins * bins));
     }
     // The plan is a pure function of (seed, epoch).
-    EXPECT_EQ(scheduler.Plan(3).group_micro_bins, BlockScheduler(bins, 4, 99).Plan(3).group_micro_bins);
+    EXPECT_EQ(scheduler.Plan(3).group_micro_bins,
+              BlockScheduler(bins, 4, 99).Plan(3).group_micro_bins);
   }
 }
 
@@ -173,7 +182,9 @@ TEST(BlockGrid, PartitionsEveryInteractionByRowBinAndMicroBin) {
         EXPECT_EQ(grid.RowBin(entries[e].user), static_cast<std::uint32_t>(row_bin));
         EXPECT_EQ(grid.ColMicroBin(entries[e].item), static_cast<std::uint32_t>(micro));
         ASSERT_TRUE(data.user_items.Contains(entries[e].user, entries[e].item));
-        if (e > 0) EXPECT_LE(entries[e - 1].user, entries[e].user) << "micro-block not grouped by user";
+        if (e > 0) {
+          EXPECT_LE(entries[e - 1].user, entries[e].user) << "micro-block not grouped by user";
+        }
       }
       total += entries.size();
       row_bin_sizes[row_bin] += entries.size();
@@ -210,7 +221,8 @@ TEST(Mf, TrainingRmseDecreasesMonotonicallyOnPlantedLowRankMatrix) {
   TrainingData data = PlantedLowRank(400, 150, 0.3, 1);
   Context ctx;
   ctx.threads = 2;
-  auto model = CreateModel("mf:factors=6,epochs=40,lr=0.02,reg=0.005,bias_reg=0.001,lr_decay=0.97,init_std=0.1");
+  auto model = CreateModel(
+      "mf:factors=6,epochs=40,lr=0.02,reg=0.005,bias_reg=0.001,lr_decay=0.97,init_std=0.1");
   auto losses = Losses(*model, data, ctx);
   ASSERT_EQ(losses.size(), 40u);
   for (std::size_t e = 1; e < losses.size(); ++e) {
@@ -237,7 +249,8 @@ TEST(Mf, PredictionsAreClippedAndUnknownUsersGetBiases) {
     EXPECT_GE(value, 1.0f);
     EXPECT_LE(value, 5.0f);
   }
-  EXPECT_FLOAT_EQ(predicted[2], std::clamp(factors.global_bias() + factors.item_bias()[2], 1.0f, 5.0f));
+  EXPECT_FLOAT_EQ(predicted[2],
+                  std::clamp(factors.global_bias() + factors.item_bias()[2], 1.0f, 5.0f));
   std::vector<float> scores(data.n_items);
   UserIndex unknown = 7000;
   model->ScoreUsers(std::span<const UserIndex>(&unknown, 1), scores.data());
@@ -256,7 +269,8 @@ TEST(Mf, SameSeedSameModelForAnyThreadCount) {
     ctx.seed = 17;
     auto model = CreateModel("mf:factors=8,epochs=2");
     model->Fit(data, ctx);
-    std::vector<float> factors(AsFactors(*model).item_factors().begin(), AsFactors(*model).item_factors().end());
+    std::vector<float> factors(AsFactors(*model).item_factors().begin(),
+                               AsFactors(*model).item_factors().end());
     if (reference.empty()) {
       reference = factors;
     } else {
@@ -268,7 +282,8 @@ TEST(Mf, SameSeedSameModelForAnyThreadCount) {
 TEST(Mf, FoldInMatchesTheTrainedUser) {
   TrainingData data = PlantedLowRank(300, 100, 0.3, 4);
   Context ctx;
-  auto model = CreateModel("mf:factors=4,epochs=60,lr=0.01,reg=0.02,lr_decay=0.98");
+  // Trained to convergence, so the SGD user vector sits at the ridge optimum fold-in solves.
+  auto model = CreateModel("mf:factors=4,epochs=200,lr=0.02,reg=0.02,lr_decay=0.99,init_std=0.1");
   model->Fit(data, ctx);
   for (UserIndex user : {0u, 7u, 42u}) {
     std::vector<float> trained(data.n_items), folded(data.n_items);
@@ -276,7 +291,7 @@ TEST(Mf, FoldInMatchesTheTrainedUser) {
     auto items = data.user_items.RowIndices(user);
     auto values = data.user_items.RowValues(user);
     ASSERT_TRUE(model->ScoreHistory(items, values, folded.data()));
-    EXPECT_GT(Correlation(trained, folded), 0.97) << "user " << user;
+    EXPECT_GT(Correlation(trained, folded), 0.99) << "user " << user;
   }
 }
 
@@ -301,7 +316,9 @@ TEST(Nmf, FactorsStayNonNegativeAndTrainingRmseDecreases) {
   ctx.threads = 2;
   auto model = CreateModel("nmf:factors=6,epochs=40,reg_user=0.01,reg_item=0.01");
   auto losses = Losses(*model, data, ctx);
-  for (std::size_t e = 1; e < losses.size(); ++e) EXPECT_LE(losses[e], losses[e - 1] + 1e-6) << "epoch " << e + 1;
+  for (std::size_t e = 1; e < losses.size(); ++e) {
+    EXPECT_LE(losses[e], losses[e - 1] + 1e-6) << "epoch " << e + 1;
+  }
   EXPECT_LT(losses.back(), 0.5 * losses.front());
   const auto& factors = AsFactors(*model);
   EXPECT_GE(*std::min_element(factors.user_factors().begin(), factors.user_factors().end()), 0.0f);
@@ -310,8 +327,9 @@ TEST(Nmf, FactorsStayNonNegativeAndTrainingRmseDecreases) {
   UserIndex user = 3;
   std::vector<float> trained(data.n_items), folded(data.n_items);
   model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
-  ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user), data.user_items.RowValues(user), folded.data()));
-  EXPECT_GT(Correlation(trained, folded), 0.9);
+  ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user), data.user_items.RowValues(user),
+                                  folded.data()));
+  EXPECT_GT(Correlation(trained, folded), 0.99);
   EXPECT_GE(*std::min_element(folded.begin(), folded.end()), 0.0f);
 }
 
@@ -365,8 +383,9 @@ TEST_F(BprPlanted, LossDecreases) {
 }
 
 TEST_F(BprPlanted, PopularityNegativesAndHogwildAlsoLearn) {
-  for (const char* spec : {"bpr:factors=16,epochs=30,negatives=popularity,pop_exponent=1",
-                           "bpr:factors=16,epochs=30,mode=hogwild", "bpr:factors=16,epochs=30,item_bias=false"}) {
+  for (const char* spec :
+       {"bpr:factors=16,epochs=30,negatives=popularity,pop_exponent=1",
+        "bpr:factors=16,epochs=30,mode=hogwild", "bpr:factors=16,epochs=30,item_bias=false"}) {
     auto model = CreateModel(spec);
     auto losses = Losses(*model, data_, ctx_);
     EXPECT_LT(losses.back(), 0.6 * losses.front()) << spec;
@@ -384,7 +403,8 @@ TEST_F(BprPlanted, SimilarItemsComeFromTheSameBlock) {
     ASSERT_EQ(similar.items.size(), 5u);
     for (ItemIndex other : similar.items) {
       EXPECT_NE(other, item);
-      EXPECT_EQ(testing::PlantedItemBlock(options, other), testing::PlantedItemBlock(options, item));
+      EXPECT_EQ(testing::PlantedItemBlock(options, other),
+                testing::PlantedItemBlock(options, item));
     }
   }
 }
@@ -396,13 +416,15 @@ TEST_F(BprPlanted, FoldInMatchesTheTrainedUser) {
     std::vector<float> trained(data_.n_items), folded(data_.n_items);
     model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
     ASSERT_TRUE(model->ScoreHistory(data_.user_items.RowIndices(user), {}, folded.data()));
-    EXPECT_GT(Correlation(trained, folded), 0.9) << "user " << user;
+    EXPECT_GT(Correlation(trained, folded), 0.99) << "user " << user;
   }
   // An empty history scores the item biases alone (the unknown-user behaviour).
   std::vector<float> empty(data_.n_items);
   ASSERT_TRUE(model->ScoreHistory({}, {}, empty.data()));
   const auto& factors = AsFactors(*model);
-  for (std::size_t item = 0; item < data_.n_items; ++item) EXPECT_FLOAT_EQ(empty[item], factors.item_bias()[item]);
+  for (std::size_t item = 0; item < data_.n_items; ++item) {
+    EXPECT_FLOAT_EQ(empty[item], factors.item_bias()[item]);
+  }
 }
 
 TEST(Bpr, BlockModeIsDeterministicForAnyThreadCount) {
@@ -414,7 +436,8 @@ TEST(Bpr, BlockModeIsDeterministicForAnyThreadCount) {
     ctx.seed = 23;
     auto model = CreateModel("bpr:factors=8,epochs=2");
     std::vector<double> losses = Losses(*model, data, ctx);
-    std::vector<float> factors(AsFactors(*model).user_factors().begin(), AsFactors(*model).user_factors().end());
+    std::vector<float> factors(AsFactors(*model).user_factors().begin(),
+                               AsFactors(*model).user_factors().end());
     if (reference.empty()) {
       reference = factors;
     } else {
