@@ -66,7 +66,9 @@ namespace recforge::models::kernels {
 // register-blocked paths; other k use a generic loop. Not thread-safe on `out`.
 
 // out[0..k) += sum_j (offsets[j] + alpha * scales[j] * dot(rows[indices[j]], x)) *
-// rows[indices[j]]; offsets may be null (treated as 0). Cost O(n k).
+// rows[indices[j]]; offsets may be null (treated as 0). Entries are accumulated in order
+// with the same operations whatever n is, so cutting a row into several calls gives the
+// same bits as one call (the tiled CG relies on it). Cost O(n k).
 void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
                    const float* offsets, const float* scales, float alpha, const float* x,
                    float* out);
