@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <numeric>
 
@@ -27,7 +28,7 @@ constexpr std::size_t kChunkRows = 8;
 constexpr std::uint64_t kPrefetchFar = 24;
 constexpr std::uint64_t kPrefetchNear = 12;
 constexpr std::size_t kPrefetchLines = 8;
-// Row indices below this fit in 16 bits (the narrowed copy in RunKernel).
+// Up to this many rows, row indices fit in 16 bits (the narrowed copy in RunKernel).
 constexpr std::size_t kNarrowMaxRows = 65536;
 
 // Per-thread state of the all-pairs kernel, allocated once per thread.
@@ -48,12 +49,21 @@ struct KernelScratch {
   }
 };
 
+// Where the accumulation reads the other rows' weights (transpose.values).
+struct StoredWeights {
+  static constexpr std::size_t kPerLine = 16;
+  const float* values;
+  double operator[](std::uint64_t q) const { return values[q]; }
+  const void* At(std::uint64_t q) const { return values + q; }
+};
+
 // Adds w(row, f) * w(other, f) for every feature f of `row` into the accumulator and
 // returns how many distinct rows were touched (listed in scratch.touched). `others` is
-// transpose.indices, possibly narrowed to 16 bits (see RunKernel).
-template <bool kUnit, typename Index>
+// transpose.indices, possibly narrowed to 16 bits, and `weights` its values (unused
+// with kUnit); see RunKernel.
+template <bool kUnit, typename Index, typename Weights>
 std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, const Index* others,
-                       std::size_t row, KernelScratch& scratch) {
+                       const Weights& weights, std::size_t row, KernelScratch& scratch) {
   constexpr std::size_t kPerLine = 64 / sizeof(Index);
   std::size_t n_touched = 0;
   std::uint32_t* touched = scratch.touched.data();
@@ -73,6 +83,14 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, const 
            line += kPerLine) {
         __builtin_prefetch(line);
       }
+      if constexpr (!kUnit) {
+        const std::uint64_t first = transpose.indptr[ahead];
+        const std::uint64_t last = std::min<std::uint64_t>(
+            transpose.indptr[ahead + 1], first + kPrefetchLines * Weights::kPerLine);
+        for (std::uint64_t q = first; q < last; q += Weights::kPerLine) {
+          __builtin_prefetch(weights.At(q));
+        }
+      }
     }
     const std::uint32_t feature = rows.indices[p];
     const std::uint64_t begin = transpose.indptr[feature];
@@ -88,15 +106,15 @@ std::size_t Accumulate(const CsrMatrix& rows, const CsrMatrix& transpose, const 
         ++counts[other];
       }
     } else {
-      // Weights are > 0, so an accumulator is 0 exactly when it was never touched.
+      // Weights are > 0, so an accumulator is +0.0 exactly when it was never touched;
+      // testing its bits is cheaper than a floating-point compare.
       const double weight = rows.values[p];
-      const float* other_weights = transpose.values.data();
       double* dots = scratch.dots.data();
       for (std::uint64_t q = begin; q < end; ++q) {
         const std::uint32_t other = others[q];
         touched[n_touched] = other;
-        n_touched += dots[other] == 0;
-        dots[other] += weight * static_cast<double>(other_weights[q]);
+        n_touched += std::bit_cast<std::uint64_t>(dots[other]) == 0;
+        dots[other] += weight * weights[q];
       }
     }
   }
@@ -178,6 +196,12 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
       }
     });
   }
+  const StoredWeights weights{transpose.values.data()};
+  auto accumulate = [&](std::size_t row, KernelScratch& scratch) {
+    return narrow.empty()
+               ? Accumulate<kUnit>(rows, transpose, transpose.indices.data(), weights, row, scratch)
+               : Accumulate<kUnit>(rows, transpose, narrow.data(), weights, row, scratch);
+  };
   // Dynamic schedule by hand over ParallelRegion, so that each thread owns one scratch
   // for its whole life; each row's result depends only on the row, never on which
   // thread computed it, so the output is the same for every thread count.
@@ -192,10 +216,7 @@ CsrMatrix RunKernel(const CsrMatrix& rows, const CsrMatrix& transpose, std::span
       const std::size_t end = std::min(n_rows, begin + kChunkRows);
       result.lengths.reserve(end - begin);
       for (std::size_t row = begin; row < end; ++row) {
-        const std::size_t n_touched =
-            narrow.empty()
-                ? Accumulate<kUnit>(rows, transpose, transpose.indices.data(), row, scratch)
-                : Accumulate<kUnit>(rows, transpose, narrow.data(), row, scratch);
+        const std::size_t n_touched = accumulate(row, scratch);
         SelectRow<kMeasure, kUnit>(static_cast<std::uint32_t>(row), stat[row], stat, scorer,
                                    n_touched, k, scratch);
         result.lengths.push_back(static_cast<std::uint32_t>(scratch.candidates.size()));
