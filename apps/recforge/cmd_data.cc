@@ -23,9 +23,9 @@ double Seconds(Clock::time_point since) {
 
 // ---- ingest -------------------------------------------------------------------------
 
-struct IngestArgs {
-  std::vector<std::string> inputs;
-  std::string output;
+// Where interactions come from and how to parse them: shared by `ingest` and by
+// `prepare`, which also accepts raw files.
+struct SourceArgs {
   std::string format = "auto";
   std::string delimiter;
   std::string has_header;  // "", "yes", "no"
@@ -34,6 +34,12 @@ struct IngestArgs {
   std::vector<std::string> metadata;
   bool no_metadata = false;
   std::uint64_t max_errors = 1000;
+};
+
+struct IngestArgs {
+  std::vector<std::string> inputs;
+  std::string output;
+  SourceArgs source;
   bool json = false;
 };
 
@@ -48,8 +54,7 @@ char ParseDelimiter(const std::string& text) {
       "--delimiter '{}' must be one character or one of: tab, comma, semicolon, pipe, space", text));
 }
 
-int RunIngest(const IngestArgs& args, const GlobalOptions& globals) {
-  Session session(globals);
+data::IngestOptions ToIngestOptions(const SourceArgs& args) {
   data::IngestOptions options;
   options.format = data::ParseInputFormat(args.format);
   if (!args.delimiter.empty()) options.delimiter = ParseDelimiter(args.delimiter);
@@ -60,6 +65,27 @@ int RunIngest(const IngestArgs& args, const GlobalOptions& globals) {
   for (const auto& path : args.metadata) options.metadata.emplace_back(path);
   options.find_metadata = !args.no_metadata;
   options.max_errors = args.max_errors;
+  return options;
+}
+
+void AddSourceOptions(CLI::App* cmd, SourceArgs& args) {
+  cmd->add_option("--format,-f", args.format,
+                  "auto|movielens|amazon-2023|amazon-2023-csv|amazon-2018|amazon-ratings-csv|netflix|csv");
+  cmd->add_option("--delimiter", args.delimiter, "Generic CSV: one character, or tab|comma|semicolon|pipe|space");
+  cmd->add_option("--has-header", args.has_header, "Generic CSV: yes|no (default: detected)")
+      ->check(CLI::IsMember({"yes", "no"}));
+  cmd->add_option("--columns", args.columns,
+                  "Generic CSV: user=COL,item=COL[,rating=COL][,time=COL] by header name or 0-based index");
+  cmd->add_option("--time-format", args.time_format, "auto|unix-s|unix-ms|iso8601|YYYY-MM-DD");
+  cmd->add_option("--metadata,-m", args.metadata, "Item metadata files (u.item, movies.csv, meta_*.jsonl, ...)")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--no-metadata", args.no_metadata, "Do not look for metadata files beside the inputs");
+  cmd->add_option("--max-errors", args.max_errors, "Abort when more lines are malformed (0 = strict)");
+}
+
+int RunIngest(const IngestArgs& args, const GlobalOptions& globals) {
+  Session session(globals);
+  data::IngestOptions options = ToIngestOptions(args.source);
   std::vector<fs::path> inputs(args.inputs.begin(), args.inputs.end());
 
   auto start = Clock::now();
@@ -94,18 +120,7 @@ void AddIngest(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--output,-o", args->output, "Dataset directory to write")->required();
-  cmd->add_option("--format,-f", args->format,
-                  "auto|movielens|amazon-2023|amazon-2023-csv|amazon-2018|amazon-ratings-csv|netflix|csv");
-  cmd->add_option("--delimiter", args->delimiter, "Generic CSV: one character, or tab|comma|semicolon|pipe|space");
-  cmd->add_option("--has-header", args->has_header, "Generic CSV: yes|no (default: detected)")
-      ->check(CLI::IsMember({"yes", "no"}));
-  cmd->add_option("--columns", args->columns,
-                  "Generic CSV: user=COL,item=COL[,rating=COL][,time=COL] by header name or 0-based index");
-  cmd->add_option("--time-format", args->time_format, "auto|unix-s|unix-ms|iso8601|YYYY-MM-DD");
-  cmd->add_option("--metadata,-m", args->metadata, "Item metadata files (u.item, movies.csv, meta_*.jsonl, ...)")
-      ->check(CLI::ExistingFile);
-  cmd->add_flag("--no-metadata", args->no_metadata, "Do not look for metadata files beside the inputs");
-  cmd->add_option("--max-errors", args->max_errors, "Abort when more lines are malformed (0 = strict)");
+  AddSourceOptions(cmd, args->source);
   cmd->add_flag("--json", args->json, "Print a JSON report on stdout");
   cmd->callback([args, &globals, &selected] { selected = [args, &globals] { return RunIngest(*args, globals); }; });
 }
@@ -113,7 +128,9 @@ void AddIngest(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
 // ---- prepare ------------------------------------------------------------------------
 
 struct PrepareArgs {
-  std::string input, output;
+  std::vector<std::string> inputs;
+  std::string output;
+  SourceArgs source;
   std::string dedup = "last", split = "temporal", cold = "keep";
   std::optional<float> min_rating, implicit_threshold;
   std::uint32_t min_user = 0, min_item = 0, last_n = 5, val_n = 0;
@@ -140,9 +157,10 @@ int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals) {
   options.Validate();
 
   auto start = Clock::now();
-  data::Dataset dataset = data::LoadDataset(args.input);
+  std::vector<fs::path> inputs(args.inputs.begin(), args.inputs.end());
+  data::Dataset dataset = data::IngestOrLoad(inputs, ToIngestOptions(args.source), session.ctx());
   double load_seconds = Seconds(start);
-  data::PreparedDataset prepared = data::Prepare(dataset, options, session.ctx());
+  data::PreparedDataset prepared = data::Prepare(std::move(dataset), options, session.ctx());
   data::SavePrepared(prepared, args.output);
   session.FinishProgress();
   double total_seconds = Seconds(start);
@@ -165,7 +183,10 @@ int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals) {
 void AddPrepare(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
   auto args = std::make_shared<PrepareArgs>();
   CLI::App* cmd = data.add_subcommand("prepare", "Dedup, filter and split a dataset into train/val/test");
-  cmd->add_option("dataset,--dataset", args->input, "Raw dataset directory (from `data ingest`)")->required();
+  cmd->add_option("dataset,--dataset", args->inputs,
+                  "A raw dataset directory (from `data ingest`), or raw interaction files to ingest on the fly "
+                  "(then the ingest options below apply)")
+      ->required();
   cmd->add_option("--output,-o", args->output, "Prepared dataset directory to write")->required();
   cmd->add_option("--dedup", args->dedup, "Repeated (user, item): last|first|max|mean|sum")->capture_default_str();
   cmd->add_option("--min-rating", args->min_rating, "Keep rows with rating >= R");
@@ -180,6 +201,7 @@ void AddPrepare(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--val-n", args->val_n, "last-n: validation rows per user")->capture_default_str();
   cmd->add_option("--cold", args->cold, "Test users/items absent from train: keep|drop")->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed of the random split")->capture_default_str();
+  AddSourceOptions(cmd, args->source);
   cmd->add_flag("--json", args->json, "Print a JSON report on stdout");
   cmd->callback([args, &globals, &selected] { selected = [args, &globals] { return RunPrepare(*args, globals); }; });
 }

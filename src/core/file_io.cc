@@ -4,6 +4,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -12,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "recforge/core/error.h"
+#include "recforge/core/memory.h"
 
 namespace recforge {
 
@@ -134,26 +139,33 @@ std::size_t ByteSource::Inflate(char* buffer, std::size_t capacity) {
   return capacity - zs.avail_out;
 }
 
-LineBlockReader::LineBlockReader(const fs::path& path, std::size_t block_bytes)
-    : source_(path), buffer_(std::max<std::size_t>(block_bytes, 1u << 16) + kPadding) {}
+LineBlockReader::LineBlockReader(const fs::path& path, std::size_t block_bytes) : source_(path) {
+  buffers_[0].resize(std::max<std::size_t>(block_bytes, 1u << 16) + kPadding);
+}
 
 bool LineBlockReader::Next(LineBlock& block) {
-  // Move the incomplete tail of the previous read to the front.
+  // The new block goes to the other buffer, starting with the incomplete tail of the
+  // previous read, so the block handed out last stays valid while this one is read.
   if (block_end_ > 0) {
+    std::vector<char>& previous = buffers_[current_];
+    std::vector<char>& next = buffers_[1 - current_];
+    if (next.size() < previous.size()) next.resize(previous.size());
     carry_ = data_end_ - block_end_;
-    std::memmove(buffer_.data(), buffer_.data() + block_end_, carry_);
+    std::memcpy(next.data(), previous.data() + block_end_, carry_);
+    current_ = 1 - current_;
     data_end_ = carry_;
     block_end_ = 0;
   }
+  std::vector<char>& buffer = buffers_[current_];
   while (true) {
-    const std::size_t usable = buffer_.size() - kPadding;
+    const std::size_t usable = buffer.size() - kPadding;
     if (!eof_ && data_end_ < usable) {
-      std::size_t got = source_.Read(buffer_.data() + data_end_, usable - data_end_);
+      std::size_t got = source_.Read(buffer.data() + data_end_, usable - data_end_);
       if (got == 0) eof_ = true;
       data_end_ += got;
     }
     if (data_end_ == 0) return false;
-    std::string_view data(buffer_.data(), data_end_);
+    std::string_view data(buffer.data(), data_end_);
     std::size_t last_newline = data.rfind('\n');
     if (eof_ && source_.truncated()) {
       // The bytes after the last newline are a line cut off by the truncation: a
@@ -167,12 +179,12 @@ bool LineBlockReader::Next(LineBlock& block) {
       block_end_ = data_end_;  // the final line may lack a newline
     } else if (last_newline == std::string_view::npos) {
       // One line longer than the buffer: grow and keep reading.
-      if (data_end_ == usable) buffer_.resize(usable * 2 + kPadding);
+      if (data_end_ == usable) buffer.resize(usable * 2 + kPadding);
       continue;
     } else {
       block_end_ = last_newline + 1;
     }
-    block.text = std::string_view(buffer_.data(), block_end_);
+    block.text = std::string_view(buffer.data(), block_end_);
     block.first_line = next_line_;
     next_line_ += CountNewlines(block.text);
     if (eof_ && !block.text.empty() && block.text.back() != '\n') ++next_line_;
@@ -181,15 +193,28 @@ bool LineBlockReader::Next(LineBlock& block) {
 }
 
 std::uint64_t CountNewlines(std::string_view text) {
-  std::uint64_t count = 0;
+  // SSE2 (the x86-64 baseline): byte compares summed in byte lanes, flushed to 64-bit
+  // lanes by psadbw before a lane can overflow. memchr per line costs ~25 ns per line
+  // on short records; this is one pass at ~16 bytes per cycle.
   const char* p = text.data();
   const char* end = p + text.size();
-  while (p < end) {
-    const void* hit = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
-    if (hit == nullptr) break;
-    ++count;
-    p = static_cast<const char*>(hit) + 1;
+  std::uint64_t count = 0;
+#if defined(__SSE2__)
+  const __m128i newline = _mm_set1_epi8('\n');
+  const __m128i zero = _mm_setzero_si128();
+  while (end - p >= 16) {
+    __m128i bytes = zero;
+    const std::size_t rounds = std::min<std::size_t>(255, static_cast<std::size_t>(end - p) / 16);
+    for (std::size_t r = 0; r < rounds; ++r, p += 16) {
+      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      bytes = _mm_sub_epi8(bytes, _mm_cmpeq_epi8(chunk, newline));
+    }
+    __m128i sums = _mm_sad_epu8(bytes, zero);
+    count += static_cast<std::uint64_t>(_mm_cvtsi128_si64(sums)) +
+             static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums)));
   }
+#endif
+  for (; p < end; ++p) count += *p == '\n' ? 1 : 0;
   return count;
 }
 
@@ -272,7 +297,9 @@ std::vector<T> ReadColumn(const fs::path& path, std::uint64_t expected_count) {
                                   path.string(), expected_count, sizeof(T), expected_count * sizeof(T),
                                   ec ? 0 : size));
   }
-  std::vector<T> values(expected_count);
+  std::vector<T> values;
+  ReserveHugePages(values, expected_count);
+  values.resize(expected_count);
   std::size_t got = expected_count == 0 ? 0 : std::fread(values.data(), sizeof(T), values.size(), file);
   std::fclose(file);
   if (got != values.size()) throw IoError(fmt::format("{}: short read", path.string()));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "recforge/core/error.h"
+#include "recforge/core/memory.h"
 #include "recforge/core/parallel.h"
 #include "recforge/core/random.h"
 
@@ -421,7 +422,10 @@ UserBuckets BucketByUser(const Interactions& in, std::size_t n_users, std::size_
     block.first_user = first;
     block.end_user = last;
     // Uninitialised on purpose: pages are committed only when the scatter writes them.
-    if (rows > 0) block.rows = std::make_unique_for_overwrite<Record[]>(rows);
+    if (rows > 0) {
+      block.rows = std::make_unique_for_overwrite<Record[]>(rows);
+      AdviseHugePages(block.rows.get(), rows * sizeof(Record));
+    }
     Record* next = block.rows.get();
     for (std::size_t user = first; user < last; ++user) {
       buckets.begin[user] = next;
@@ -1063,9 +1067,16 @@ std::vector<bool> KCoreMask(const Interactions& interactions, std::size_t n_user
   return mask;
 }
 
-PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, const Context& ctx) {
+namespace {
+
+// `consumed`, when set, is the caller's dataset handed over by value: its interaction
+// columns are released right after bucketing, so the input, the buckets and the output
+// never coexist (peak memory ~1.8x the binary dataset instead of ~2.2x).
+PreparedDataset PrepareImpl(const Dataset& dataset, Dataset* consumed, const PrepareOptions& options,
+                            const Context& ctx) {
   options.Validate();
   const Interactions& input = dataset.interactions;
+  const std::uint64_t input_rows = input.size();
   // Waking threads costs more than preparing a few thousand rows.
   const int threads = input.size() < kParallelRows ? 1 : std::max(1, ctx.threads);
   const std::size_t n_users = dataset.n_users();
@@ -1081,6 +1092,7 @@ PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, c
   const std::uint64_t input_item_count = input_items.Count();
   stages.push_back(StageJson("input", input.size(), input_users, input_item_count));
   if (input.empty()) throw InvalidArgument("prepare: the dataset has no interactions");
+  if (consumed != nullptr) consumed->interactions = Interactions();
   timer.Done("bucket by user", 1, kStages);
 
   StageRows stage_rows = DedupFilterSort(buckets, n_items, options, threads);
@@ -1217,7 +1229,11 @@ PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, c
   }
   // Item metadata is kept whole: entries of items without interactions still help
   // cold-start models.
-  out.item_info = dataset.item_info;
+  if (consumed != nullptr) {
+    out.item_info = std::move(consumed->item_info);
+  } else {
+    out.item_info = dataset.item_info;
+  }
   timer.Done("cold start", 5, kStages);
 
   // Write the parts block by block; each block's buckets are freed as soon as its rows
@@ -1276,7 +1292,18 @@ PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, c
 
   json parent = json::object();
   if (dataset.meta.contains("content_hash")) parent["content_hash"] = dataset.meta["content_hash"];
-  parent["rows"] = input.size();
+  // The raw files behind the dataset, by content (paths would break byte-identical
+  // output across machines): lineage also when the input was ingested on the fly.
+  if (dataset.meta.contains("sources") && dataset.meta["sources"].is_array()) {
+    json sources = json::array();
+    for (const json& source : dataset.meta["sources"]) {
+      sources.push_back({{"file", source.value("file", std::string())},
+                         {"format", source.value("format", std::string())},
+                         {"sha256", source.value("sha256", std::string())}});
+    }
+    parent["sources"] = sources;
+  }
+  parent["rows"] = input_rows;
   parent["n_users"] = n_users;
   parent["n_items"] = n_items;
 
@@ -1294,6 +1321,16 @@ PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, c
   out.part_meta[kVal] = out.val ? PartJson(*out.val, out.items.size()) : json(nullptr);
   out.part_meta[kTest] = PartJson(out.test, out.items.size());
   return out;
+}
+
+}  // namespace
+
+PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, const Context& ctx) {
+  return PrepareImpl(dataset, nullptr, options, ctx);
+}
+
+PreparedDataset Prepare(Dataset&& dataset, const PrepareOptions& options, const Context& ctx) {
+  return PrepareImpl(dataset, &dataset, options, ctx);
 }
 
 }  // namespace recforge::data

@@ -438,8 +438,27 @@ void RatingErrors(const models::Recommender& model, const data::Interactions& pa
                            predictions.data() + first);
       },
       Schedule::kDynamic, 1);
-  if (selection.rmse) report.metrics["rmse"] = *Rmse(predictions, part.ratings);
-  if (selection.mae) report.metrics["mae"] = *Mae(predictions, part.ratings);
+  // A model may decline a pair (als with cold_start_strategy=nan predicts NaN for users
+  // or items without training rows). Those pairs are left out and counted, not averaged
+  // into a NaN.
+  std::vector<float> defined_predictions, defined_truth;
+  defined_predictions.reserve(predictions.size());
+  defined_truth.reserve(predictions.size());
+  for (std::size_t row = 0; row < predictions.size(); ++row) {
+    if (std::isnan(predictions[row])) continue;
+    defined_predictions.push_back(predictions[row]);
+    defined_truth.push_back(part.ratings[row]);
+  }
+  const std::size_t undefined = predictions.size() - defined_predictions.size();
+  if (undefined > 0) {
+    report.notes.push_back(fmt::format("rmse/mae: {} of {} test pairs have no prediction (NaN, e.g. cold users or "
+                                       "items) and are left out",
+                                       undefined, predictions.size()));
+  }
+  std::optional<double> rmse = Rmse(defined_predictions, defined_truth);
+  std::optional<double> mae = Mae(defined_predictions, defined_truth);
+  if (selection.rmse && rmse) report.metrics["rmse"] = *rmse;
+  if (selection.mae && mae) report.metrics["mae"] = *mae;
 }
 
 }  // namespace

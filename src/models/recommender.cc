@@ -113,29 +113,39 @@ void MaskRow(float* scores, std::size_t n_items, std::span<const ItemIndex> seen
 
 }  // namespace
 
+void Recommender::RecommendBatch(std::span<const UserIndex> users, const RecommendOptions& options,
+                                 RankedItems* out) const {
+  // Sub-batches keep the dense score block near 8 MB whatever the catalog size.
+  const std::size_t rows = std::max<std::size_t>(1, (2u << 20) / n_items_ + 1);
+  thread_local std::vector<float> block, scratch;
+  for (std::size_t begin = 0; begin < users.size(); begin += rows) {
+    const std::size_t end = std::min(users.size(), begin + rows);
+    block.resize((end - begin) * n_items_);
+    ScoreUsers(users.subspan(begin, end - begin), block.data());
+    for (std::size_t k = begin; k < end; ++k) {
+      float* row = block.data() + (k - begin) * n_items_;
+      std::span<const ItemIndex> seen;
+      if (users[k] < seen_.n_rows) seen = seen_.RowIndices(users[k]);
+      MaskRow(row, n_items_, seen, options, scratch);
+      TopK(row, n_items_, options.k, out[k]);
+    }
+  }
+}
+
 std::vector<RankedItems> Recommender::Recommend(std::span<const UserIndex> users, const RecommendOptions& options,
                                                 int threads) const {
   std::vector<RankedItems> results(users.size());
   if (users.empty() || n_items_ == 0) return results;
-  // Batches keep the dense score block in cache-friendly sizes (~8 MB per thread).
-  const std::size_t batch = std::max<std::size_t>(1, std::min<std::size_t>(256, (2u << 20) / n_items_ + 1));
+  // Up to 256 users per task, fewer when that leaves threads idle.
+  const std::size_t per_thread = (users.size() + std::max(1, threads) - 1) / std::max(1, threads);
+  const std::size_t batch = std::clamp<std::size_t>(per_thread / 4, 1, 256);
   const std::size_t n_batches = (users.size() + batch - 1) / batch;
   ParallelFor<std::size_t>(
       0, n_batches, threads,
       [&](std::size_t b) {
-        thread_local std::vector<float> block, scratch;
-        std::size_t begin = b * batch;
-        std::size_t end = std::min(users.size(), begin + batch);
-        block.resize((end - begin) * n_items_);
-        ScoreUsers(users.subspan(begin, end - begin), block.data());
-        for (std::size_t k = begin; k < end; ++k) {
-          float* row = block.data() + (k - begin) * n_items_;
-          UserIndex user = users[k];
-          std::span<const ItemIndex> seen;
-          if (user < seen_.n_rows) seen = seen_.RowIndices(user);
-          MaskRow(row, n_items_, seen, options, scratch);
-          TopK(row, n_items_, options.k, results[k]);
-        }
+        const std::size_t begin = b * batch;
+        const std::size_t end = std::min(users.size(), begin + batch);
+        RecommendBatch(users.subspan(begin, end - begin), options, results.data() + begin);
       },
       Schedule::kDynamic, 1);
   return results;

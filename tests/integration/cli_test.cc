@@ -1,5 +1,6 @@
 // The real recforge binary end to end: help and version, exit codes, and the
 // ingest -> prepare -> describe -> export path on generated and inline data.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -69,8 +70,7 @@ TEST(Cli, IngestPrepareDescribeExportRoundTrip) {
   std::string csv = "user_id,item_id,rating,timestamp\n";
   // 6 users x 6 items, every user rates every item once; u0 rates i0 twice (dedup).
   for (int u = 0; u < 6; ++u) {
-    for (int i = 0; i < 6; ++i) csv += "u" + std::to_string(u) + ",i" + std::to_string(i) + "," +
-                                        std::to_string(1 + (u + i) % 5) + "," + std::to_string(1000 + 10 * i + u) + "\n";
+    for (int i = 0; i < 6; ++i) csv += fmt::format("u{},i{},{},{}\n", u, i, 1 + (u + i) % 5, 1000 + 10 * i + u);
   }
   csv += "u0,i0,5,2000\n";
   auto raw = dir.Write("raw.csv", csv);
@@ -94,6 +94,18 @@ TEST(Cli, IngestPrepareDescribeExportRoundTrip) {
   auto prepared = nlohmann::json::parse(prepare.out);
   EXPECT_EQ(prepared["train_rows"], 24);
   EXPECT_EQ(prepared["test_rows"], 12);
+
+  // In one step from the raw file: the same parts, byte for byte.
+  auto one_step = RunCli({"data", "prepare", raw.string(), "-o", (dir / "prep1").string(), "--split", "last-n",
+                          "--last-n", "2", "-q"});
+  ASSERT_EQ(one_step.exit_code, 0) << one_step.err;
+  for (const char* file : {"train/users.u32", "train/items.u32", "test/ratings.f32", "test/times.i64",
+                           "user_ids.txt", "item_ids.txt"}) {
+    EXPECT_EQ(Slurp(dir / "prep" / file), Slurp(dir / "prep1" / file)) << file;
+  }
+  auto mixed = RunCli({"data", "prepare", raw.string(), (dir / "ds").string(), "-o", (dir / "prep2").string()});
+  EXPECT_EQ(mixed.exit_code, 2);  // a usage error
+  EXPECT_NE(mixed.err.find("is a directory"), std::string::npos) << mixed.err;
 
   auto describe_prepared = RunCli({"data", "describe", (dir / "prep").string(), "--json"});
   ASSERT_EQ(describe_prepared.exit_code, 0) << describe_prepared.err;

@@ -70,8 +70,10 @@ struct LineBlock {
 };
 
 // Cuts a ByteSource into blocks of whole lines of roughly `block_bytes` each.
-// The block's memory stays valid until the next call to Next(), and at least
-// kPadding readable bytes follow every block (for SIMD parsers such as simdjson).
+// A block's memory stays valid until the second call to Next() after it (two buffers
+// alternate), so the next block can be read on another thread while this one is
+// parsed. At least kPadding readable bytes follow every block (for SIMD parsers such
+// as simdjson).
 // When a gzip stream is truncated, the incomplete last line is not handed out:
 // truncated_tail() becomes true instead.
 class LineBlockReader {
@@ -88,7 +90,8 @@ class LineBlockReader {
 
  private:
   ByteSource source_;
-  std::vector<char> buffer_;
+  std::vector<char> buffers_[2];  // blocks alternate between the two
+  int current_ = 0;              // the buffer of the block handed out last
   std::size_t carry_ = 0;        // bytes of an incomplete line kept from the last read
   std::size_t block_end_ = 0;    // end of the block handed out last time
   std::size_t data_end_ = 0;

@@ -73,6 +73,11 @@ struct SourceReport {
 // max_errors lines are malformed.
 Dataset Ingest(const std::vector<fs::path>& inputs, const IngestOptions& options, const Context& ctx);
 
+// One directory holding a raw dataset (from `data ingest`) is loaded; otherwise the
+// inputs are raw files and are ingested with `options` (no dataset is written). Lets
+// `data prepare` and sweeps start from raw files in one step.
+Dataset IngestOrLoad(const std::vector<fs::path>& inputs, const IngestOptions& options, const Context& ctx);
+
 // Format detection from the file name and its first lines (exposed for tests).
 struct DetectedFormat {
   InputFormat format = InputFormat::kCsv;

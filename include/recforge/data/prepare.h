@@ -119,6 +119,9 @@ struct PrepareOptions {
 // Throws InvalidArgument for invalid options or when no row survives the filters, and
 // FormatError when the columns differ in length or an index is outside the id maps.
 PreparedDataset Prepare(const Dataset& dataset, const PrepareOptions& options, const Context& ctx);
+// Same, consuming the dataset: its interaction columns are freed as soon as the rows
+// are bucketed by user, which keeps peak memory under 2x the binary dataset.
+PreparedDataset Prepare(Dataset&& dataset, const PrepareOptions& options, const Context& ctx);
 
 // Iterative k-core over rows (user, item) with n_users / n_items index ranges; a
 // repeated pair counts once per row. Returns, for each row, whether it survives: the

@@ -140,6 +140,13 @@ class Recommender {
   // The family's training. n_users()/n_items()/seen() are set before it is called.
   virtual void FitImpl(const TrainingData& data, const Context& ctx, const TrainCallback& callback) = 0;
 
+  // Top-k of one batch of users into out[0, users.size()); Recommend calls it from many
+  // threads at once. The default scores densely (ScoreUsers), masks and selects with
+  // TopK; a family with a faster exact method overrides it and must return the same
+  // lists (same items, same order, ties to the smaller index).
+  virtual void RecommendBatch(std::span<const UserIndex> users, const RecommendOptions& options,
+                              RankedItems* out) const;
+
  private:
   ParamValues params_;
   std::size_t n_users_ = 0;

@@ -16,9 +16,6 @@
 // Families implement FitImpl (filling the protected members, then calling
 // FactorsChanged()), FoldIn (solving one ad-hoc user from a history) and optionally
 // SaveExtra / LoadExtra for state beyond factors and biases.
-//
-// Implementation note: the code lives in linear_solvers.cc, which is already in the
-// build's source list; it can move to factor_model.cc when CMake lists that file.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +33,16 @@ class FactorModel : public Recommender {
   // Dense scores: one GemmNT (OpenBLAS sgemm) of the gathered user rows against Q plus
   // the biases. Cost O(|users| n_items k); allocates |users| x k floats.
   void ScoreUsers(std::span<const UserIndex> users, float* out) const override;
+
+  // Exact top-k without scoring every item (the batch path of Recommend): items are
+  // visited in descending |Q[i]| order, block by block (one sgemm per block for the
+  // users still open), and a user stops as soon as no remaining item can beat its k-th
+  // score: global + user bias + |P[u]| * max remaining |Q[i]| + max remaining item bias
+  // (Cauchy-Schwarz, with a margin for float rounding). Same lists as the dense path;
+  // scores may differ from ScoreUsers in the last bit (sgemm tiles differently).
+  // Falls back to the dense path for candidate subsets and small catalogs.
+  void RecommendBatch(std::span<const UserIndex> users, const RecommendOptions& options,
+                      RankedItems* out) const override;
 
   // Fold-in: FoldIn() solves the history's user vector (and bias), then scores as above.
   // Returns false when the family's FoldIn does. Item indices >= n_items() are ignored.
@@ -109,6 +116,15 @@ class FactorModel : public Recommender {
     return user < user_bias_.size() ? user_bias_[user] : 0.0f;
   }
   std::vector<float> item_norms_;  // |Q[i]|, for SimilarItems
+  // The catalog in descending |Q[i]| order (ties by index), for RecommendBatch:
+  // by_norm_items_[j] is the item at rank j, by_norm_factors_ its rows of Q,
+  // by_norm_bias_ its item bias (0 without), and suffix_norm_[j] / suffix_bias_[j] the
+  // largest norm / bias at ranks >= j (n + 1 entries, the last one 0 / -inf).
+  std::vector<ItemIndex> by_norm_items_;
+  std::vector<float> by_norm_factors_;
+  std::vector<float> by_norm_bias_;
+  std::vector<float> suffix_norm_;
+  std::vector<float> suffix_bias_;
 };
 
 }  // namespace recforge::models

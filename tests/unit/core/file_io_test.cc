@@ -38,6 +38,41 @@ TEST(LineBlockReader, BlocksHoldWholeLinesWithCorrectNumbers) {
   EXPECT_EQ(lines.back().second, 50001u);
 }
 
+TEST(LineBlockReader, PreviousBlockStaysValidWhileTheNextIsRead) {
+  TempDir dir;
+  std::string content;
+  for (int k = 1; k <= 20000; ++k) content += "row" + std::to_string(k) + "\n";
+  auto path = dir.Write("f.txt", content);
+  LineBlockReader reader(path, 1 << 16);
+  LineBlock previous, current;
+  ASSERT_TRUE(reader.Next(previous));
+  std::string previous_copy(previous.text);
+  std::string joined;
+  while (reader.Next(current)) {
+    EXPECT_EQ(previous.text, previous_copy);  // untouched by the read of `current`
+    joined += previous_copy;
+    previous = current;
+    previous_copy.assign(current.text);
+  }
+  joined += previous_copy;
+  EXPECT_EQ(joined, content);
+}
+
+TEST(CountNewlines, MatchesACharacterLoopAcrossLengthsAndFlushes) {
+  // Lengths around the 16-byte vector and the 255-round flush of the byte counters.
+  for (std::size_t length : {0u, 1u, 15u, 16u, 17u, 4079u, 4080u, 4096u, 100000u}) {
+    std::string text(length, 'x');
+    std::uint64_t expected = 0;
+    for (std::size_t k = 0; k < length; ++k) {
+      if (k % 3 == 0 || k % 7 == 0 || length == 100000u) {
+        text[k] = '\n';
+        ++expected;
+      }
+    }
+    EXPECT_EQ(CountNewlines(text), expected) << length;
+  }
+}
+
 TEST(LineBlockReader, LineLongerThanTheBlockGrowsTheBuffer) {
   TempDir dir;
   std::string long_line(300000, 'x');

@@ -239,6 +239,55 @@ TEST_F(EvaluatorTest, RatingErrorsForRatingModels) {
   EXPECT_NE(pop_report.notes[0].find("rmse"), std::string::npos);
 }
 
+TEST_F(EvaluatorTest, UndefinedPredictionsAreLeftOutOfRatingErrorsAndCounted) {
+  // Predicts 3, except NaN for i4, which has no train rows (as Spark's ALS does).
+  class ColdItem : public models::Recommender {
+   public:
+    ColdItem() : Recommender(models::ParamValues("cold", {})) {}
+    void ScoreUsers(std::span<const UserIndex> users, float* out) const override {
+      std::fill(out, out + users.size() * n_items(), 3.0f);
+    }
+    void PredictPairs(std::span<const UserIndex>, std::span<const ItemIndex> items, float* out) const override {
+      for (std::size_t k = 0; k < items.size(); ++k) {
+        out[k] = items[k] == 4 ? std::numeric_limits<float>::quiet_NaN() : 3.0f;
+      }
+    }
+    bool PredictsRatings() const override { return true; }
+    void SaveState(models::ModelWriter&) const override {}
+    void LoadState(models::ModelReader&) override {}
+
+   protected:
+    void FitImpl(const models::TrainingData&, const Context&, const models::TrainCallback&) override {}
+  };
+  ColdItem model;
+  model.Fit(data_, ctx_);
+  EvalOptions options = Options();
+  options.metrics = {"rmse", "mae"};
+  EvalReport report = Evaluate(model, prepared_, options, ctx_);
+  // The two test pairs on i4 drop out: errors of the rest (5 4 5 4 vs 3) are 2 1 2 1.
+  double squared = 0, absolute = 0;
+  std::size_t defined = 0, undefined = 0;
+  const auto& test = prepared_.test;
+  for (std::size_t row = 0; row < test.size(); ++row) {
+    if (test.items[row] == 4) {
+      ++undefined;
+      continue;
+    }
+    double error = 3.0 - test.ratings[row];
+    squared += error * error;
+    absolute += std::abs(error);
+    ++defined;
+  }
+  ASSERT_EQ(undefined, 2u);
+  ASSERT_EQ(defined, 4u);
+  EXPECT_NEAR(report.metrics.at("rmse"), std::sqrt(10.0 / 4), 1e-6);
+  EXPECT_NEAR(report.metrics.at("rmse"), std::sqrt(squared / defined), 1e-6);
+  EXPECT_NEAR(report.metrics.at("mae"), absolute / defined, 1e-6);
+  bool noted = false;
+  for (const auto& note : report.notes) noted |= note.find(std::to_string(undefined) + " of") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
 TEST_F(EvaluatorTest, InvalidOptionsAndMismatchesAreErrors) {
   EvalOptions options = Options();
   options.metrics = {"ndcg", "accuracy"};
