@@ -87,7 +87,7 @@ std::unique_ptr<models::Recommender> LoadForDataset(const std::string& path,
   }
   models::TrainingData training =
       models::TrainingData::FromPrepared(prepared, session.ctx().threads);
-  model->SetSeen(std::move(training.user_items));
+  model->SetSeen(training.user_items);
   return model;
 }
 

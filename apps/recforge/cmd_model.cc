@@ -109,7 +109,7 @@ int RunTrain(const TrainArgs& args, const GlobalOptions& globals) {
   data::PreparedDataset prepared = data::LoadPrepared(args.dataset);
   models::TrainingData training = models::TrainingData::FromPrepared(prepared, ctx.threads);
   session.log().Info("training {} on {}: {} users, {} items, {} train interactions ({:.2f}s to load)",
-                     model->Spec(), args.dataset, training.n_users, training.n_items, training.user_items.nnz(),
+                     model->Spec(), args.dataset, training.n_users, training.n_items, training.user_items->nnz(),
                      Seconds(load_start));
 
   nlohmann::json epochs = nlohmann::json::array();
@@ -193,7 +193,7 @@ int RunRecommend(const RecommendArgs& args, const GlobalOptions& globals) {
   }
   // The dataset's train part is the history to exclude.
   models::TrainingData training = models::TrainingData::FromPrepared(prepared, session.ctx().threads);
-  model->SetSeen(std::move(training.user_items));
+  model->SetSeen(training.user_items);
 
   std::vector<UserIndex> users;
   std::vector<std::string> unknown;

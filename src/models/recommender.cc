@@ -15,9 +15,10 @@ TrainingData TrainingData::FromPrepared(const data::PreparedDataset& prepared, i
   data.n_users = prepared.users.size();
   data.n_items = prepared.items.size();
   const auto& train = prepared.train;
-  data.user_items = CsrMatrix::FromCoordinates(data.n_users, data.n_items, train.users, train.items, train.ratings,
-                                               threads);
-  data.item_users = data.user_items.Transpose();
+  data.user_items = std::make_shared<const CsrMatrix>(
+      CsrMatrix::FromCoordinates(data.n_users, data.n_items, train.users, train.items, train.ratings,
+                                               threads));
+  data.item_users = data.user_items->Transpose();
   data.train = &prepared.train;
   data.validation = prepared.val ? &*prepared.val : nullptr;
   data.item_info = &prepared.item_info;
@@ -26,10 +27,14 @@ TrainingData TrainingData::FromPrepared(const data::PreparedDataset& prepared, i
   return data;
 }
 
+const CsrMatrix Recommender::kNoInteractions;
+
 void Recommender::Fit(const TrainingData& data, const Context& ctx, const TrainCallback& callback) {
   n_users_ = data.n_users;
   n_items_ = data.n_items;
   dataset_hash_ = data.dataset_hash;
+  // Shared, not copied: the model keeps the training matrix for exclude-seen and
+  // fold-in without a second copy of it in memory.
   seen_ = data.user_items;
   FitImpl(data, ctx, callback);
 }
@@ -124,9 +129,9 @@ void Recommender::RecommendBatch(std::span<const UserIndex> users, const Recomme
     ScoreUsers(users.subspan(begin, end - begin), block.data());
     for (std::size_t k = begin; k < end; ++k) {
       float* row = block.data() + (k - begin) * n_items_;
-      std::span<const ItemIndex> seen;
-      if (users[k] < seen_.n_rows) seen = seen_.RowIndices(users[k]);
-      MaskRow(row, n_items_, seen, options, scratch);
+      std::span<const ItemIndex> seen_items;
+      if (users[k] < seen().n_rows) seen_items = seen().RowIndices(users[k]);
+      MaskRow(row, n_items_, seen_items, options, scratch);
       TopK(row, n_items_, options.k, out[k]);
     }
   }

@@ -38,7 +38,7 @@ class ModelReader;
 struct TrainingData {
   std::size_t n_users = 0;
   std::size_t n_items = 0;
-  CsrMatrix user_items;                               // n_users x n_items
+  std::shared_ptr<const CsrMatrix> user_items;        // n_users x n_items (the model keeps it)
   CsrMatrix item_users;                               // its transpose
   const data::Interactions* train = nullptr;          // rows with times (pop time decay, sequences)
   const data::Interactions* validation = nullptr;     // the val part, when present
@@ -91,11 +91,14 @@ class Recommender {
   std::size_t n_users() const { return n_users_; }
   std::size_t n_items() const { return n_items_; }
   const std::string& dataset_hash() const { return dataset_hash_; }
-  // The training interactions (for exclude-seen and fold-in); empty after Load unless
-  // the caller provides them with SetSeen.
-  const CsrMatrix& seen() const { return seen_; }
-  void SetSeen(CsrMatrix seen) { seen_ = std::move(seen); }
-  bool HasUser(UserIndex user) const { return user < n_users_ && !seen_.indptr.empty() && seen_.RowLength(user) > 0; }
+  // The training interactions (for exclude-seen and fold-in), shared with the
+  // TrainingData the model was fitted on; restored by LoadModel, or set with SetSeen.
+  const CsrMatrix& seen() const { return seen_ ? *seen_ : kNoInteractions; }
+  void SetSeen(std::shared_ptr<const CsrMatrix> seen) { seen_ = std::move(seen); }
+  void SetSeen(CsrMatrix seen) { seen_ = std::make_shared<const CsrMatrix>(std::move(seen)); }
+  bool HasUser(UserIndex user) const {
+    return user < n_users_ && !seen().indptr.empty() && seen().RowLength(user) > 0;
+  }
 
   // Trains on `data`. Deterministic for a given ctx.seed and ctx.threads.
   void Fit(const TrainingData& data, const Context& ctx, const TrainCallback& callback = {});
@@ -152,7 +155,8 @@ class Recommender {
   std::size_t n_users_ = 0;
   std::size_t n_items_ = 0;
   std::string dataset_hash_;
-  CsrMatrix seen_;
+  std::shared_ptr<const CsrMatrix> seen_;
+  static const CsrMatrix kNoInteractions;
 };
 
 // Selects the top-k of `scores` (n_items values) into `out`, best first, ties to the

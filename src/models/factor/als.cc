@@ -126,14 +126,14 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx,
   user_known_.assign(data.n_users, 0);
   item_known_.assign(data.n_items, 0);
   for (std::size_t user = 0; user < data.n_users; ++user) {
-    user_known_[user] = data.user_items.RowLength(user) > 0;
+    user_known_[user] = data.user_items->RowLength(user) > 0;
   }
   for (std::size_t item = 0; item < data.n_items; ++item) {
     item_known_[item] = data.item_users.RowLength(item) > 0;
   }
 
   // Cost of a row in units of k^2: k / 3 for the Cholesky, one per rating for the syrk.
-  const linalg::RowBlocks user_blocks(data.user_items, static_cast<double>(k) / 3.0, 1.0,
+  const linalg::RowBlocks user_blocks(*data.user_items, static_cast<double>(k) / 3.0, 1.0,
                                       kTargetBlocks);
   const linalg::RowBlocks item_blocks(data.item_users, static_cast<double>(k) / 3.0, 1.0,
                                       kTargetBlocks);
@@ -142,7 +142,7 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx,
     scratch.Reserve(k, std::max(user_blocks.max_row_length(), item_blocks.max_row_length()));
   }
   gram_.assign(k * k, 0.0f);
-  const double n_ratings = static_cast<double>(data.user_items.nnz());
+  const double n_ratings = static_cast<double>(data.user_items->nnz());
 
   for (int iter = 1; iter <= iters_; ++iter) {
     const auto start = std::chrono::steady_clock::now();
@@ -150,7 +150,7 @@ void AlsModel::FitImpl(const TrainingData& data, const Context& ctx,
     HalfStep(data.item_users, user_factors_, data.n_users, item_factors_, item_blocks, false,
              nullptr, threads);
     double squared_error = 0;
-    double loss = HalfStep(data.user_items, item_factors_, data.n_items, user_factors_, user_blocks,
+    double loss = HalfStep(*data.user_items, item_factors_, data.n_items, user_factors_, user_blocks,
                            want_loss, &squared_error, threads);
     if (implicit_prefs_) item_gram_ = gram_;
     const double seconds =

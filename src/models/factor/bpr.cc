@@ -278,13 +278,13 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx,
   kernels::Scale(init_length, user_factors_.data(), user_factors_.size());
   kernels::Scale(init_length, item_factors_.data(), item_factors_.size());
   // Users without data are never updated; items without data still are (as negatives).
-  ZeroRowsWithoutData(user_factors_, k, data.user_items);
+  ZeroRowsWithoutData(user_factors_, k, *data.user_items);
   user_bias_.clear();
   item_bias_.assign(p.Bool("item_bias") ? n_items : 0, 0.0f);
   global_bias_ = 0.0f;
   float* item_bias = item_bias_.empty() ? nullptr : item_bias_.data();
 
-  const CsrMatrix& seen = data.user_items;
+  const CsrMatrix& seen = *data.user_items;
   std::vector<double> weights(n_items, 1.0);
   negative_weights_.clear();
   if (popularity) {

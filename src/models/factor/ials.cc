@@ -158,7 +158,7 @@ void IalsModel::FitImpl(const TrainingData& data, const Context& ctx,
   // The Cholesky solver forms each row's matrix in one pass, so it never tiles.
   const std::size_t long_row =
       cholesky_ ? static_cast<std::size_t>(-1) : kLongRowBytes / (k * sizeof(float));
-  const linalg::RowBlocks user_blocks(data.user_items, static_cast<double>(k), 2.0, kTargetBlocks,
+  const linalg::RowBlocks user_blocks(*data.user_items, static_cast<double>(k), 2.0, kTargetBlocks,
                                       long_row);
   const linalg::RowBlocks item_blocks(data.item_users, static_cast<double>(k), 2.0, kTargetBlocks,
                                       long_row);
@@ -175,7 +175,7 @@ void IalsModel::FitImpl(const TrainingData& data, const Context& ctx,
   const bool want_loss = callback && report_loss_;
   if (want_loss) {
     std::vector<float> weights(4096), targets(4096);
-    const std::span<const float> values(data.user_items.values);
+    const std::span<const float> values(data.user_items->values);
     for (std::size_t first = 0; first < values.size(); first += weights.size()) {
       const std::size_t n = std::min(weights.size(), values.size() - first);
       confidence_.Fill(values.subspan(first, n), weights.data(), targets.data());
@@ -189,7 +189,7 @@ void IalsModel::FitImpl(const TrainingData& data, const Context& ctx,
              threads);
     const double item_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    double loss = HalfStep(data.user_items, item_factors_, data.n_items, user_factors_, user_blocks,
+    double loss = HalfStep(*data.user_items, item_factors_, data.n_items, user_factors_, user_blocks,
                            want_loss, threads);
     item_gram_ = gram_;  // the Gram matrix of the final item factors of this iteration
     const double seconds =

@@ -98,7 +98,7 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   int bins = static_cast<int>(p.Int("bins"));
   if (bins == 0) bins = AutoBins(threads, data.n_users, data.n_items, kColSplits);
 
-  const CsrMatrix& ratings = data.user_items;
+  const CsrMatrix& ratings = *data.user_items;
   double sum = 0;
   min_rating_ = ratings.nnz() == 0 ? 0.0f : ratings.values[0];
   max_rating_ = min_rating_;
@@ -118,7 +118,7 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   RandomUnitRows(item_factors_, data.n_items, factors_, ctx.seed, 2, /*absolute=*/false, threads);
   kernels::Scale(init_length, user_factors_.data(), user_factors_.size());
   kernels::Scale(init_length, item_factors_.data(), item_factors_.size());
-  ZeroRowsWithoutData(user_factors_, factors_, data.user_items);
+  ZeroRowsWithoutData(user_factors_, factors_, *data.user_items);
   ZeroRowsWithoutData(item_factors_, factors_, data.item_users);
   user_bias_.assign(biased ? data.n_users : 0, 0.0f);
   item_bias_.assign(biased ? data.n_items : 0, 0.0f);

@@ -124,7 +124,7 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx,
   const double reg_user = p.Float("reg_user");
   const double reg_item = p.Float("reg_item");
   const bool coordinate_descent = p.Choice("solver") == "cd";
-  const CsrMatrix& ratings = data.user_items;
+  const CsrMatrix& ratings = *data.user_items;
   // Each half-step is one parallel loop; on small data its barrier costs more than the
   // loop (see SgdThreads), and the result does not depend on the thread count.
   const int threads = SgdThreads(ctx.threads, ratings.nnz(), 1, 100000);
@@ -144,8 +144,8 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx,
   const double mean = ratings.nnz() == 0 ? 1.0 : sum / static_cast<double>(ratings.nnz());
   mean_rating_ = static_cast<float>(mean);
   UseSingleThreadedBlas();
-  InitFromUsers(data.user_items, mean, coordinate_descent, ctx.seed);
-  ZeroRowsWithoutData(user_factors_, k, data.user_items);
+  InitFromUsers(*data.user_items, mean, coordinate_descent, ctx.seed);
+  ZeroRowsWithoutData(user_factors_, k, *data.user_items);
   ZeroRowsWithoutData(item_factors_, k, data.item_users);
   user_bias_.clear();
   item_bias_.clear();

@@ -78,7 +78,7 @@ void SvdModel::FitImpl(const TrainingData& data, const Context& ctx,
   const int threads = std::max(1, ctx.threads);
   const std::size_t n_users = data.n_users;
   const std::size_t n_items = data.n_items;
-  const CsrMatrix& by_user = data.user_items;
+  const CsrMatrix& by_user = *data.user_items;
   const CsrMatrix& by_item = data.item_users;
 
   // Baseline: global mean, then item biases, then user biases given the item biases.

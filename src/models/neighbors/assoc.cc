@@ -35,8 +35,8 @@ void AssocRules::FitImpl(const TrainingData& data, const Context& ctx,
     item_count[item] = static_cast<float>(data.item_users.RowLength(item));
   }
   std::size_t baskets = 0;
-  for (std::size_t user = 0; user < data.user_items.n_rows; ++user)
-    baskets += data.user_items.RowLength(user) > 0;
+  for (std::size_t user = 0; user < data.user_items->n_rows; ++user)
+    baskets += data.user_items->RowLength(user) > 0;
   PairScorer scorer;
   const std::string& metric = params().Choice("metric");
   scorer.measure = metric == "support"      ? PairMeasure::kSupport
@@ -46,7 +46,7 @@ void AssocRules::FitImpl(const TrainingData& data, const Context& ctx,
   const double n_baskets = static_cast<double>(std::max<std::size_t>(baskets, 1));
   scorer.scale = scorer.measure == PairMeasure::kSupport ? 1.0 / n_baskets : n_baskets;
   // Baskets are sets: every stored interaction counts once, whatever its rating.
-  rules_ = TopKPairs(data.item_users, data.user_items, item_count, /*unit_weights=*/true, scorer,
+  rules_ = TopKPairs(data.item_users, *data.user_items, item_count, /*unit_weights=*/true, scorer,
                      static_cast<std::size_t>(params().Int("rules")), ctx);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

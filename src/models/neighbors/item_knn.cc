@@ -33,7 +33,7 @@ void ItemKnn::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   auto start = std::chrono::steady_clock::now();
   // item_users rows are the items; user_items is its transpose, so the cosine/jaccard
   // kernel can read both without copying them.
-  RowSimilarity similarity(data.item_users, &data.user_items, options_);
+  RowSimilarity similarity(data.item_users, data.user_items.get(), options_);
   neighbors_ = similarity.AllNeighbors(k_, ctx);
   PrepareScoring();
   const double seconds =

@@ -79,7 +79,7 @@ TrainingData FromCsr(CsrMatrix user_items) {
   data.n_users = user_items.n_rows;
   data.n_items = user_items.n_cols;
   data.item_users = user_items.Transpose();
-  data.user_items = std::move(user_items);
+  data.user_items = std::make_shared<const CsrMatrix>(std::move(user_items));
   data.dataset_hash = "als-test";
   return data;
 }
@@ -356,8 +356,8 @@ TEST_F(AlsGroupTest, FoldInReproducesTheTrainingUsersScores) {
     std::vector<float> trained(n), folded(n);
     for (UserIndex user : {0u, 31u, 77u}) {
       model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
-      ASSERT_TRUE(model->ScoreHistory(data_.user_items.RowIndices(user),
-                                      data_.user_items.RowValues(user), folded.data()))
+      ASSERT_TRUE(model->ScoreHistory(data_.user_items->RowIndices(user),
+                                      data_.user_items->RowValues(user), folded.data()))
           << spec;
       double largest = 0;
       for (float value : trained) largest = std::max<double>(largest, std::fabs(value));
@@ -391,7 +391,7 @@ TEST_F(AlsGroupTest, AlsPredictsNanForColdUsersAndItemsUnderBothStrategies) {
     EXPECT_TRUE(model->PredictsRatings());
     const UserIndex empty_user = static_cast<UserIndex>(data_.n_users - 1);  // no training rows
     std::vector<UserIndex> users = {0, empty_user, static_cast<UserIndex>(data_.n_users + 3), 0};
-    std::vector<ItemIndex> items = {data_.user_items.RowIndices(0)[0], 0, 0,
+    std::vector<ItemIndex> items = {data_.user_items->RowIndices(0)[0], 0, 0,
                                     static_cast<ItemIndex>(data_.n_items + 1)};
     std::vector<float> out(users.size());
     model->PredictPairs(users, items, out.data());
@@ -586,7 +586,7 @@ TEST(FactorRecommendTest, NormPrunedTopKEqualsDenseTopK) {
       for (std::size_t u = 0; u < users.size(); ++u) {
         model->ScoreUsers(std::span<const UserIndex>(&users[u], 1), row.data());
         if (exclude_seen && users[u] < data.n_users) {
-          for (ItemIndex item : data.user_items.RowIndices(users[u])) row[item] = -INFINITY;
+          for (ItemIndex item : data.user_items->RowIndices(users[u])) row[item] = -INFINITY;
         }
         for (ItemIndex item : excluded) row[item] = -INFINITY;
         RankedItems dense;

@@ -54,13 +54,13 @@ TEST_P(Conformance, RecommendsKUnseenItemsBestFirst) {
   ASSERT_EQ(lists.size(), users.size());
   for (std::size_t u = 0; u + 1 < users.size(); ++u) {  // the last user is empty
     const auto& list = lists[u];
-    std::size_t unseen = data_.n_items - data_.user_items.RowLength(u);
+    std::size_t unseen = data_.n_items - data_.user_items->RowLength(u);
     ASSERT_EQ(list.items.size(), std::min<std::size_t>(10, unseen)) << "user " << u;
     ASSERT_EQ(list.scores.size(), list.items.size());
     std::set<ItemIndex> distinct(list.items.begin(), list.items.end());
     EXPECT_EQ(distinct.size(), list.items.size()) << "duplicates for user " << u;
     for (std::size_t r = 0; r < list.items.size(); ++r) {
-      EXPECT_FALSE(data_.user_items.Contains(u, list.items[r])) << "seen item recommended to user " << u;
+      EXPECT_FALSE(data_.user_items->Contains(u, list.items[r])) << "seen item recommended to user " << u;
       if (r > 0) {
         bool ordered = list.scores[r - 1] > list.scores[r] ||
                        (list.scores[r - 1] == list.scores[r] && list.items[r - 1] < list.items[r]);

@@ -44,7 +44,7 @@ TrainingData MakeTraining(CsrMatrix user_items) {
   data.n_users = user_items.n_rows;
   data.n_items = user_items.n_cols;
   data.item_users = user_items.Transpose();
-  data.user_items = std::move(user_items);
+  data.user_items = std::make_shared<const CsrMatrix>(std::move(user_items));
   data.dataset_hash = "neighbors-test";
   return data;
 }
@@ -224,7 +224,7 @@ TEST(UserKnn, SimilaritiesEqualBruteForceForEveryWeighting) {
     auto model = CreateModel(spec);
     model->Fit(data, Threads(2));
     const auto& neighbors = dynamic_cast<const UserKnn&>(*model).neighbors();
-    auto reference = BruteForce(data.user_items, o, 1000);
+    auto reference = BruteForce(*data.user_items, o, 1000);
     for (std::size_t user = 0; user < data.n_users; ++user) {
       ASSERT_EQ(Row(neighbors, user), reference[user]) << "user " << user;
     }
@@ -412,8 +412,8 @@ TEST(NeighborFamilies, FoldInEqualsScoreUsersForTheSameHistory) {
     std::vector<float> direct(data.n_items), folded(data.n_items);
     for (UserIndex user = 0; user < data.n_users; ++user) {
       model->ScoreUsers(std::span<const UserIndex>(&user, 1), direct.data());
-      ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user),
-                                      data.user_items.RowValues(user), folded.data()));
+      ASSERT_TRUE(model->ScoreHistory(data.user_items->RowIndices(user),
+                                      data.user_items->RowValues(user), folded.data()));
       ASSERT_EQ(direct, folded) << "user " << user;
     }
   }

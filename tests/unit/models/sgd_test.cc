@@ -55,8 +55,8 @@ TrainingData PlantedLowRank(std::size_t n_users, std::size_t n_items, double den
   TrainingData data;
   data.n_users = n_users;
   data.n_items = n_items;
-  data.user_items = CsrMatrix::FromCoordinates(n_users, n_items, rows, cols, values, 1);
-  data.item_users = data.user_items.Transpose();
+  data.user_items = std::make_shared<const CsrMatrix>(CsrMatrix::FromCoordinates(n_users, n_items, rows, cols, values, 1));
+  data.item_users = data.user_items->Transpose();
   data.dataset_hash = "planted-low-rank";
   return data;
 }
@@ -75,9 +75,9 @@ TrainingData SynthTraining(std::uint64_t interactions, std::uint32_t users, std:
   data.n_users = dataset.n_users();
   data.n_items = dataset.n_items();
   const auto& rows = dataset.interactions;
-  data.user_items = CsrMatrix::FromCoordinates(data.n_users, data.n_items, rows.users, rows.items,
-                                               rows.ratings, 2);
-  data.item_users = data.user_items.Transpose();
+  data.user_items = std::make_shared<const CsrMatrix>(CsrMatrix::FromCoordinates(data.n_users, data.n_items, rows.users, rows.items,
+                                               rows.ratings, 2));
+  data.item_users = data.user_items->Transpose();
   return data;
 }
 
@@ -169,7 +169,7 @@ TEST(BlockScheduler, RunNeverOverlapsBlocksSharingARowBinOrColumnGroup) {
 
 TEST(BlockGrid, PartitionsEveryInteractionByRowBinAndMicroBin) {
   TrainingData data = PlantedLowRank(300, 120, 0.2, 3);
-  BlockGrid grid = BlockGrid::Build(data.user_items, 4, 3, 11, /*keep_values=*/true, 2);
+  BlockGrid grid = BlockGrid::Build(*data.user_items, 4, 3, 11, /*keep_values=*/true, 2);
   ASSERT_EQ(grid.col_micro_bins(), 12);
   std::size_t total = 0;
   std::vector<std::size_t> row_bin_sizes(4, 0);
@@ -181,7 +181,7 @@ TEST(BlockGrid, PartitionsEveryInteractionByRowBinAndMicroBin) {
       for (std::size_t e = 0; e < entries.size(); ++e) {
         EXPECT_EQ(grid.RowBin(entries[e].user), static_cast<std::uint32_t>(row_bin));
         EXPECT_EQ(grid.ColMicroBin(entries[e].item), static_cast<std::uint32_t>(micro));
-        ASSERT_TRUE(data.user_items.Contains(entries[e].user, entries[e].item));
+        ASSERT_TRUE(data.user_items->Contains(entries[e].user, entries[e].item));
         if (e > 0) {
           EXPECT_LE(entries[e - 1].user, entries[e].user) << "micro-block not grouped by user";
         }
@@ -190,7 +190,7 @@ TEST(BlockGrid, PartitionsEveryInteractionByRowBinAndMicroBin) {
       row_bin_sizes[row_bin] += entries.size();
     }
   }
-  EXPECT_EQ(total, data.user_items.nnz());
+  EXPECT_EQ(total, data.user_items->nnz());
   // Snake dealing keeps the row bins within a few percent of each other.
   auto [low, high] = std::minmax_element(row_bin_sizes.begin(), row_bin_sizes.end());
   EXPECT_LT(static_cast<double>(*high - *low), 0.05 * static_cast<double>(total));
@@ -231,7 +231,7 @@ TEST(Mf, TrainingRmseDecreasesMonotonicallyOnPlantedLowRankMatrix) {
   EXPECT_LT(losses.back(), 0.08) << "first " << losses.front();
   EXPECT_TRUE(model->PredictsRatings());
   // The metric the loss stands for.
-  RatingErrors errors = TrainingErrors(*model, data.user_items, 2);
+  RatingErrors errors = TrainingErrors(*model, *data.user_items, 2);
   EXPECT_NEAR(errors.rmse, losses.back(), 1e-9);
 }
 
@@ -261,7 +261,7 @@ TEST(Mf, PredictionsAreClippedAndUnknownUsersGetBiases) {
 
 TEST(Mf, SameSeedSameModelForAnyThreadCount) {
   TrainingData data = SynthTraining(1'000'000, 6000, 3000);  // ~125k updates per round: parallel
-  ASSERT_GT(SgdThreads(4, data.user_items.nnz(), 8), 1);
+  ASSERT_GT(SgdThreads(4, data.user_items->nnz(), 8), 1);
   std::vector<float> reference;
   for (int threads : {2, 2, 1, 3}) {
     Context ctx;
@@ -288,8 +288,8 @@ TEST(Mf, FoldInMatchesTheTrainedUser) {
   for (UserIndex user : {0u, 7u, 42u}) {
     std::vector<float> trained(data.n_items), folded(data.n_items);
     model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
-    auto items = data.user_items.RowIndices(user);
-    auto values = data.user_items.RowValues(user);
+    auto items = data.user_items->RowIndices(user);
+    auto values = data.user_items->RowValues(user);
     ASSERT_TRUE(model->ScoreHistory(items, values, folded.data()));
     EXPECT_GT(Correlation(trained, folded), 0.99) << "user " << user;
   }
@@ -327,7 +327,7 @@ TEST(Nmf, FactorsStayNonNegativeAndTrainingRmseDecreases) {
   UserIndex user = 3;
   std::vector<float> trained(data.n_items), folded(data.n_items);
   model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
-  ASSERT_TRUE(model->ScoreHistory(data.user_items.RowIndices(user), data.user_items.RowValues(user),
+  ASSERT_TRUE(model->ScoreHistory(data.user_items->RowIndices(user), data.user_items->RowValues(user),
                                   folded.data()));
   EXPECT_GT(Correlation(trained, folded), 0.99);
   EXPECT_GE(*std::min_element(folded.begin(), folded.end()), 0.0f);
@@ -339,8 +339,8 @@ TEST(Nmf, NegativeRatingsAreRejected) {
   data.n_items = 2;
   std::vector<std::uint32_t> rows = {0, 1}, cols = {0, 1};
   std::vector<float> values = {1.0f, -2.0f};
-  data.user_items = CsrMatrix::FromCoordinates(2, 2, rows, cols, values, 1);
-  data.item_users = data.user_items.Transpose();
+  data.user_items = std::make_shared<const CsrMatrix>(CsrMatrix::FromCoordinates(2, 2, rows, cols, values, 1));
+  data.item_users = data.user_items->Transpose();
   auto model = CreateModel("nmf");
   try {
     model->Fit(data, Context());
@@ -415,7 +415,7 @@ TEST_F(BprPlanted, FoldInMatchesTheTrainedUser) {
   for (UserIndex user : {0u, 70u, 200u}) {
     std::vector<float> trained(data_.n_items), folded(data_.n_items);
     model->ScoreUsers(std::span<const UserIndex>(&user, 1), trained.data());
-    ASSERT_TRUE(model->ScoreHistory(data_.user_items.RowIndices(user), {}, folded.data()));
+    ASSERT_TRUE(model->ScoreHistory(data_.user_items->RowIndices(user), {}, folded.data()));
     EXPECT_GT(Correlation(trained, folded), 0.99) << "user " << user;
   }
   // An empty history scores the item biases alone (the unknown-user behaviour).
