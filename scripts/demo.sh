@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end demo: installs dependencies, builds, then
-#   synthesise raw logs -> ingest -> prepare (k-core + temporal split) -> describe.
+#   synthesise raw logs -> ingest -> prepare (k-core + temporal split) -> describe
+#   -> baselines -> train iALS -> evaluate -> recommend.
 # Everything it writes goes under ./demo/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,18 @@ $rf data prepare "$out/dataset" --output "$out/prepared" --min-user 5 --min-item
 
 echo "== 4. describe"
 $rf data describe "$out/prepared"
+
+echo "== 5. baselines: train and evaluate several families with their defaults (one table)"
+$rf baselines --dataset "$out/prepared" --baseline pop,itemknn,ials,bpr
+
+echo "== 6. train implicit ALS"
+$rf train --dataset "$out/prepared" --model "ials:factors=64,iters=10" --output "$out/ials.bin"
+
+echo "== 7. evaluate it (full ranking, training items excluded)"
+$rf evaluate --model "$out/ials.bin" --dataset "$out/prepared" --k 5,10,20
+
+echo "== 8. recommend for one user"
+user=$(head -1 "$out/prepared/user_ids.txt")
+$rf recommend --model "$out/ials.bin" --dataset "$out/prepared" --user "$user" --k 10
 echo
 echo "Demo done. Try: $rf data describe $out/prepared --json"

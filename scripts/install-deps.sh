@@ -17,10 +17,12 @@ PACKAGES=(
   libfmt-dev           # formatting
   libsqlite3-dev       # tracking store
   libyaml-cpp-dev      # config files
+  libcpp-httplib-dev   # HTTP server (experiment dashboard, serving)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-pandas   # bench peers and the synthetic generator
   time                                   # /usr/bin/time -v for peak memory in benchmarks
+  chromium                               # headless browser for the dashboard test
 )
 
 SUDO=""
