@@ -2,7 +2,9 @@
 # The end-to-end demo: installs dependencies, builds, then
 #   synthesise raw logs -> ingest -> prepare (k-core + temporal split) -> describe
 #   -> baselines -> train iALS -> evaluate -> recommend.
-# Everything it writes goes under ./demo/ (ignored by git).
+# Data and models go under ./demo/; every step is recorded as a run in the default
+# tracking store ./mlruns.db + ./artifacts/ (all ignored by git), so `recforge runs
+# list` and `recforge ui` show them right after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -36,5 +38,8 @@ $rf evaluate --model "$out/ials.bin" --dataset "$out/prepared" --k 5,10,20
 echo "== 8. recommend for one user"
 user=$(head -1 "$out/prepared/user_ids.txt")
 $rf recommend --model "$out/ials.bin" --dataset "$out/prepared" --user "$user" --k 10
+
+echo "== 9. the runs recorded so far (tracking store ./mlruns.db)"
+$rf runs list --limit 12
 echo
-echo "Demo done. Try: $rf data describe $out/prepared --json"
+echo "Demo done. Try: $rf runs show <id> --lineage, $rf ui (dashboard at http://127.0.0.1:5000), $rf data describe $out/prepared --json"

@@ -53,5 +53,8 @@ using CommandBody = std::function<int()>;
 void RegisterDataCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);
 void RegisterModelCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);  // train, recommend
 void RegisterEvalCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);   // evaluate, baselines
+void RegisterUiCommand(CLI::App& app, GlobalOptions& globals, CommandBody& selected);      // ui (cmd_ui.cc)
+void RegisterSweepCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);  // sweep (cmd_sweep.cc)
+void RegisterRunsCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);   // runs, experiments (cmd_runs.cc)
 
 }  // namespace recforge::cli

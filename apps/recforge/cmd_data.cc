@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "tracking_cli.h"
 #include "recforge/core/error.h"
 #include "recforge/data/describe.h"
 #include "recforge/data/export.h"
@@ -137,9 +138,55 @@ struct PrepareArgs {
   double test_ratio = 0.2, val_ratio = 0.0;
   std::uint64_t seed = 42;
   bool json = false;
+  TrackingArgs tracking;
 };
 
-int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals) {
+// Records the prepared dataset in the run: lineage raw files / raw dataset -> prepared
+// dataset (by content hash), both datasets, meta.json as an artifact.
+void RecordPrepared(TrackedRun& run, const PrepareArgs& args, const data::PrepareOptions& options) {
+  if (!run.enabled()) return;
+  const nlohmann::json meta = data::ReadMeta(args.output);
+  const std::string hash = meta.value("content_hash", std::string());
+  const nlohmann::json parent = meta.value("parent", nlohmann::json::object());
+  const std::string parent_hash = parent.value("content_hash", std::string());
+  nlohmann::json sources = parent.value("sources", nlohmann::json::array());
+  const bool input_is_dir = args.inputs.size() == 1 && fs::is_directory(args.inputs[0]);
+  for (const auto& source : sources) {
+    run.Lineage("input", "raw_file", source.value("sha256", std::string()), source.value("file", std::string()));
+  }
+  if (!parent_hash.empty()) {
+    run.Lineage("input", "dataset", parent_hash, input_is_dir ? args.inputs[0] : std::string());
+    tracking::DatasetRecord raw;
+    raw.hash = parent_hash;
+    raw.kind = "raw";
+    raw.path = input_is_dir ? fs::absolute(args.inputs[0]).string() : std::string();
+    raw.counts = {{"interactions", parent.value("rows", nlohmann::json())},
+                  {"users", parent.value("n_users", nlohmann::json())},
+                  {"items", parent.value("n_items", nlohmann::json())}};
+    raw.parameters = {{"sources", sources}};
+    run.Dataset(raw);
+  }
+  nlohmann::json split = meta.value("split", nlohmann::json::object());
+  tracking::DatasetRecord prepared;
+  prepared.hash = hash;
+  prepared.kind = "prepared";
+  prepared.path = fs::absolute(args.output).string();
+  prepared.counts = {{"users", meta.value("n_users", nlohmann::json())},
+                     {"items", meta.value("n_items", nlohmann::json())},
+                     {"parts", {{"train", split.value("train_rows", nlohmann::json())},
+                                {"val", split.value("val_rows", nlohmann::json())},
+                                {"test", split.value("test_rows", nlohmann::json())}}}};
+  prepared.parameters = {{"prepare", options.ToJson()}, {"parent_content_hash", parent_hash}, {"sources", sources}};
+  run.Dataset(prepared);
+  run.Lineage("output", "prepared", hash, args.output);
+  // The same input (by content) and options give the same prepared dataset.
+  nlohmann::json config = {{"prepare", options.ToJson()}, {"parent", parent_hash}};
+  if (parent_hash.empty()) config["sources"] = sources;
+  run.Tags({{"dataset_hash", hash}, {"config_id", ConfigId(config.dump())}});
+  run.Artifact(fs::path(args.output) / "meta.json", "meta.json", "dataset_meta");
+}
+
+int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals, TrackedRun& run) {
   Session session(globals);
   data::PrepareOptions options;
   options.dedup = data::ParseDedupPolicy(args.dedup);
@@ -155,6 +202,12 @@ int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals) {
   options.val_ratio = args.val_ratio;
   options.seed = args.seed;
   options.Validate();
+  run.Params(FlattenParams(options.ToJson()));
+  {
+    std::string inputs;
+    for (const auto& input : args.inputs) inputs += (inputs.empty() ? "" : " ") + input;
+    run.Params({{"inputs", inputs}, {"output", args.output}});
+  }
 
   auto start = Clock::now();
   std::vector<fs::path> inputs(args.inputs.begin(), args.inputs.end());
@@ -168,6 +221,14 @@ int RunPrepare(const PrepareArgs& args, const GlobalOptions& globals) {
                      args.output, prepared.train.size(), prepared.val ? prepared.val->size() : 0,
                      prepared.test.size(), prepared.users.size(), prepared.items.size(), load_seconds,
                      total_seconds);
+  RecordPrepared(run, args, options);
+  run.Metrics({{"train_rows", static_cast<double>(prepared.train.size())},
+               {"val_rows", static_cast<double>(prepared.val ? prepared.val->size() : 0)},
+               {"test_rows", static_cast<double>(prepared.test.size())},
+               {"users", static_cast<double>(prepared.users.size())},
+               {"items", static_cast<double>(prepared.items.size())},
+               {"load_seconds", load_seconds},
+               {"duration_seconds", total_seconds}});
   if (args.json) {
     nlohmann::json report = prepared.meta;
     report["output"] = args.output;
@@ -203,7 +264,13 @@ void AddPrepare(CLI::App& data, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--seed", args->seed, "Seed of the random split")->capture_default_str();
   AddSourceOptions(cmd, args->source);
   cmd->add_flag("--json", args->json, "Print a JSON report on stdout");
-  cmd->callback([args, &globals, &selected] { selected = [args, &globals] { return RunPrepare(*args, globals); }; });
+  AddTrackingOptions(cmd, args->tracking);
+  cmd->callback([args, &globals, &selected] {
+    selected = [args, &globals] {
+      return RunTracked(args->tracking, "preprocessing",
+                        [&](TrackedRun& run) { return RunPrepare(*args, globals, run); });
+    };
+  });
 }
 
 // ---- describe -----------------------------------------------------------------------

@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "tracking_cli.h"
 #include "recforge/core/error.h"
+#include "recforge/core/file_io.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/model_io.h"
 #include "recforge/models/registry.h"
@@ -46,6 +48,21 @@ struct EvalArgs {
     options.seed = seed;
     options.Validate();
     return options;
+  }
+
+  // The evaluation options as run params.
+  std::map<std::string, std::string> TrackingParams() const {
+    std::string k_list, metric_list;
+    for (int k : ks) k_list += (k_list.empty() ? "" : ",") + std::to_string(k);
+    for (const auto& metric : metrics) metric_list += (metric_list.empty() ? "" : ",") + metric;
+    return {{"dataset", dataset},
+            {"k", k_list},
+            {"protocol", protocol},
+            {"metrics", metric_list.empty() ? std::string("all") : metric_list},
+            {"relevance_threshold", relevance_threshold ? fmt::format("{}", *relevance_threshold) : std::string()},
+            {"part", part},
+            {"bootstrap", std::to_string(bootstrap)},
+            {"seed", std::to_string(seed)}};
   }
 };
 
@@ -135,9 +152,10 @@ struct EvaluateArgs {
   std::string model;
   std::vector<std::string> compare;
   std::string per_user;
+  TrackingArgs tracking;
 };
 
-int RunEvaluate(const EvaluateArgs& args, const GlobalOptions& globals) {
+int RunEvaluate(const EvaluateArgs& args, const GlobalOptions& globals, TrackedRun& run) {
   Session session(globals);
   Context& ctx = session.ctx();
   if (args.model.empty() == args.compare.empty()) {
@@ -148,14 +166,45 @@ int RunEvaluate(const EvaluateArgs& args, const GlobalOptions& globals) {
   }
   eval::EvalOptions options = args.shared.ToOptions();
   options.keep_per_user = !args.compare.empty() || !args.per_user.empty();
+  {
+    auto params = args.shared.TrackingParams();
+    if (args.compare.empty()) {
+      params["model"] = args.model;
+    } else {
+      params["model_a"] = args.compare[0];
+      params["model_b"] = args.compare[1];
+    }
+    run.Params(params);
+  }
 
   data::PreparedDataset prepared = data::LoadPrepared(args.shared.dataset);
+  const std::string dataset_hash = prepared.meta.value("content_hash", std::string());
+  run.Lineage("input", "prepared", dataset_hash, args.shared.dataset);
   std::vector<std::string> paths =
       args.compare.empty() ? std::vector<std::string>{args.model} : args.compare;
+  std::vector<std::string> model_hashes;
+  std::string families;
   std::vector<eval::EvalReport> reports;
-  for (const auto& path : paths) {
+  for (const auto& argument : paths) {
+    // A registered model (NAME@ALIAS, NAME/N) is its stored, verified file.
+    const std::string path = ResolveModelArgument(argument, args.tracking.uri);
     auto load_start = Clock::now();
     auto model = LoadForDataset(path, prepared, args.shared.dataset, session);
+    if (run.enabled()) {
+      model_hashes.push_back(Sha256File(path));
+      run.Lineage("input", "model", model_hashes.back(), path);
+      families += (families.empty() ? "" : ",") + model->family();
+      if (paths.size() == 1) {
+        // The evaluated model's spec fields, named as in its training run, so runs of
+        // both experiments filter and compare on the same keys.
+        std::map<std::string, std::string> spec = model->params().values();
+        spec["family"] = model->family();
+        spec["spec"] = model->Spec();
+        run.Params(spec);
+      } else {
+        run.Param(model_hashes.size() == 1 ? "model_a_spec" : "model_b_spec", model->Spec());
+      }
+    }
     session.log().Info("evaluating {} ({}) on {} [{}] ({:.2f}s to load the model)", path,
                        model->Spec(), args.shared.dataset, options.ProtocolLabel(),
                        Seconds(load_start));
@@ -176,6 +225,23 @@ int RunEvaluate(const EvaluateArgs& args, const GlobalOptions& globals) {
     json["dataset"] = args.shared.dataset;
     return json;
   };
+  if (run.enabled()) {
+    std::string config = fmt::format("dataset={}|protocol={}|part={}", dataset_hash, options.ProtocolLabel(),
+                                     options.part);
+    for (const auto& [key, value] : args.shared.TrackingParams()) config += "|" + key + "=" + value;
+    for (const auto& hash : model_hashes) config += "|model=" + hash;
+    run.Tags({{"dataset_hash", dataset_hash}, {"config_id", ConfigId(config)}, {"family", families}});
+  }
+  if (args.compare.empty() && run.enabled()) {
+    run.Metrics(reports[0].metrics);
+    run.Metrics({{"users_evaluated", static_cast<double>(reports[0].users_evaluated)},
+                 {"duration_seconds", reports[0].seconds}});
+    const std::string report_sha = run.ArtifactText(report_json(0).dump(2), "report.json", "report");
+    run.Lineage("output", "report", report_sha, "report.json");
+    if (!args.per_user.empty()) {
+      run.Artifact(args.per_user, fs::path(args.per_user).filename().string(), "per_user");
+    }
+  }
   if (args.compare.empty()) {
     if (args.shared.json) {
       PrintJson(report_json(0));
@@ -194,6 +260,22 @@ int RunEvaluate(const EvaluateArgs& args, const GlobalOptions& globals) {
     if (!reports[1].metrics.count(key)) continue;
     comparisons.push_back(
         eval::ComparePaired(reports[0], reports[1], key, samples, options.seed, ctx.threads));
+  }
+  if (run.enabled()) {
+    // Both models' metrics side by side ("a_ndcg@10", "b_ndcg@10") and the paired
+    // differences ("diff_ndcg@10").
+    std::map<std::string, double> metrics;
+    for (const auto& [key, value] : reports[0].metrics) metrics["a_" + key] = value;
+    for (const auto& [key, value] : reports[1].metrics) metrics["b_" + key] = value;
+    for (const auto& comparison : comparisons) metrics["diff_" + comparison.metric] = comparison.mean_difference;
+    metrics["duration_seconds"] = reports[0].seconds + reports[1].seconds;
+    run.Metrics(metrics);
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& comparison : comparisons) rows.push_back(comparison.ToJson());
+    const std::string report_sha = run.ArtifactText(
+        nlohmann::json{{"a", report_json(0)}, {"b", report_json(1)}, {"comparisons", rows}}.dump(2),
+        "report.json", "report");
+    run.Lineage("output", "report", report_sha, "report.json");
   }
   if (args.shared.json) {
     nlohmann::json rows = nlohmann::json::array();
@@ -228,9 +310,10 @@ void AddEvaluate(CLI::App& app, GlobalOptions& globals, CommandBody& selected) {
   CLI::App* cmd = app.add_subcommand(
       "evaluate",
       "Ranking and rating metrics of a trained model on a prepared dataset's test part");
-  cmd->add_option("--model,-m", args->model, "Model file (from `recforge train`)");
+  cmd->add_option("--model,-m", args->model,
+                  "Model file (from `recforge train`), or a registered model NAME@ALIAS / NAME/N");
   cmd->add_option("--compare", args->compare,
-                  "Two model files A B: evaluate both, paired comparison")
+                  "Two model files (or NAME@ALIAS / NAME/N) A B: evaluate both, paired comparison")
       ->expected(2);
   AddSharedOptions(cmd, args->shared);
   cmd->add_option("--k,-k", args->shared.ks, "Cut-offs, comma-separated")
@@ -244,8 +327,12 @@ void AddEvaluate(CLI::App& app, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--bootstrap", args->shared.bootstrap,
                   "Bootstrap resamples of the 95% CIs (0 = no CIs)")
       ->capture_default_str();
+  AddTrackingOptions(cmd, args->tracking);
   cmd->callback([args, &globals, &selected] {
-    selected = [args, &globals] { return RunEvaluate(*args, globals); };
+    selected = [args, &globals] {
+      return RunTracked(args->tracking, "evaluation",
+                        [&](TrackedRun& run) { return RunEvaluate(*args, globals, run); });
+    };
   });
 }
 
@@ -255,6 +342,7 @@ struct BaselinesArgs {
   EvalArgs shared;
   std::string baseline = "all";
   int k = 10;
+  TrackingArgs tracking;
 };
 
 struct BaselineRow {
@@ -263,7 +351,7 @@ struct BaselineRow {
   eval::EvalReport report;
 };
 
-int RunBaselines(const BaselinesArgs& args, const GlobalOptions& globals) {
+int RunBaselines(const BaselinesArgs& args, const GlobalOptions& globals, TrackedRun& run) {
   Session session(globals);
   Context& ctx = session.ctx();
   ctx.seed = args.shared.seed;
@@ -289,18 +377,48 @@ int RunBaselines(const BaselinesArgs& args, const GlobalOptions& globals) {
   EvalArgs shared = args.shared;
   shared.ks = {args.k};
   eval::EvalOptions options = shared.ToOptions();
+  {
+    auto params = shared.TrackingParams();
+    params["baseline"] = args.baseline;
+    run.Params(params);
+  }
 
   data::PreparedDataset prepared = data::LoadPrepared(args.shared.dataset);
+  const std::string dataset_hash = prepared.meta.value("content_hash", std::string());
+  run.Lineage("input", "prepared", dataset_hash, args.shared.dataset);
+  run.Tags({{"dataset_hash", dataset_hash}});
   models::TrainingData training = models::TrainingData::FromPrepared(prepared, ctx.threads);
   std::vector<BaselineRow> rows;
   for (const auto& family : families) {
+    if (tracking::RunRecorder::Interrupted()) throw Error("interrupted");
     BaselineRow row;
     row.family = family;
+    // One child run per baseline, under the parent run.
+    std::unique_ptr<TrackedRun> child = std::make_unique<TrackedRun>();
+    if (run.enabled()) {
+      tracking::RunStart start;
+      start.experiment = args.tracking.experiment.empty() ? std::string("baselines") : args.tracking.experiment;
+      start.name = family;
+      start.parent_id = run.run_id();
+      start.command = CommandLine();
+      start.tags = ParseTagOptions(args.tracking.tags);
+      child = std::make_unique<TrackedRun>(run.location(), start);
+      child->Lineage("input", "prepared", dataset_hash, args.shared.dataset);
+    }
     // Families that fail (bad defaults for this data, out of memory, ...) are rows with
     // an error, so one failure does not hide the other baselines.
     try {
       auto model = models::CreateModel(family);
       row.spec = model->Spec();
+      if (child->enabled()) {
+        std::map<std::string, std::string> params = model->params().values();
+        params["family"] = family;
+        params["spec"] = row.spec;
+        child->Params(params);
+        std::string config = fmt::format("{}|dataset={}|seed={}|protocol={}|part={}|k={}", row.spec, dataset_hash,
+                                         args.shared.seed, options.ProtocolLabel(), options.part, args.k);
+        child->Tags({{"family", family}, {"dataset_hash", dataset_hash}, {"config_id", ConfigId(config)}});
+      }
       session.log().Info("training {} ...", row.spec);
       auto start = Clock::now();
       model->Fit(training, ctx);
@@ -316,15 +434,23 @@ int RunBaselines(const BaselinesArgs& args, const GlobalOptions& globals) {
                          row.report.metrics.count(fmt::format("ndcg@{}", args.k))
                              ? row.report.metrics.at(fmt::format("ndcg@{}", args.k))
                              : std::nan(""));
+      child->Metrics(row.report.metrics);
+      child->Metrics({{"fit_seconds", row.fit_seconds}, {"duration_seconds", row.fit_seconds + row.report.seconds}});
+      child->Finish();
     } catch (const std::exception& error) {
       row.error = error.what();
       session.log().Error("{}: {}", family, row.error);
+      child->Fail(row.error);
     }
     rows.push_back(std::move(row));
   }
   session.FinishProgress();
   const bool any_ok = std::any_of(rows.begin(), rows.end(),
                                   [](const BaselineRow& row) { return row.error.empty(); });
+  run.Metrics({{"baselines_ok", static_cast<double>(std::count_if(
+                                    rows.begin(), rows.end(), [](const BaselineRow& row) { return row.error.empty(); }))},
+               {"baselines_failed", static_cast<double>(std::count_if(
+                                        rows.begin(), rows.end(), [](const BaselineRow& row) { return !row.error.empty(); }))}});
 
   const std::vector<std::string> keys = {
       fmt::format("ndcg@{}", args.k), fmt::format("recall@{}", args.k),
@@ -391,8 +517,12 @@ void AddBaselines(CLI::App& app, GlobalOptions& globals, CommandBody& selected) 
   cmd->add_option("--bootstrap", args->shared.bootstrap,
                   "Bootstrap resamples of the 95% CIs in --json (0 = none)")
       ->capture_default_str();
+  AddTrackingOptions(cmd, args->tracking);
   cmd->callback([args, &globals, &selected] {
-    selected = [args, &globals] { return RunBaselines(*args, globals); };
+    selected = [args, &globals] {
+      return RunTracked(args->tracking, "baselines",
+                        [&](TrackedRun& run) { return RunBaselines(*args, globals, run); });
+    };
   });
 }
 

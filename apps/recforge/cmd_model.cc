@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "tracking_cli.h"
 #include "recforge/core/error.h"
+#include "recforge/core/file_io.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/model_io.h"
 #include "recforge/models/registry.h"
@@ -97,16 +99,32 @@ struct TrainArgs {
   std::uint64_t seed = 42;
   bool no_val_metrics = false;
   bool json = false;
+  TrackingArgs tracking;
 };
 
-int RunTrain(const TrainArgs& args, const GlobalOptions& globals) {
+int RunTrain(const TrainArgs& args, const GlobalOptions& globals, TrackedRun& run) {
   Session session(globals);
   Context& ctx = session.ctx();
   ctx.seed = args.seed;
   models::ParamValues params = ResolveSpec(args.spec, args.config);
   auto model = models::CreateModel(params);
+  {
+    std::map<std::string, std::string> logged = params.values();
+    logged["family"] = params.family();
+    logged["spec"] = model->Spec();
+    logged["seed"] = std::to_string(args.seed);
+    logged["dataset"] = args.dataset;
+    run.Params(logged);
+  }
   auto load_start = Clock::now();
   data::PreparedDataset prepared = data::LoadPrepared(args.dataset);
+  const std::string dataset_hash = prepared.meta.value("content_hash", std::string());
+  run.Lineage("input", "prepared", dataset_hash, args.dataset);
+  // The config id names what is trained on what: same id, same model (given the seed).
+  run.Tags({{"family", params.family()},
+            {"dataset_hash", dataset_hash},
+            {"config_id", ConfigId(fmt::format("{}|dataset={}|seed={}", model->Spec(), dataset_hash, args.seed))}});
+  const double load_seconds = Seconds(load_start);
   models::TrainingData training = models::TrainingData::FromPrepared(prepared, ctx.threads);
   session.log().Info("training {} on {}: {} users, {} items, {} train interactions ({:.2f}s to load)",
                      model->Spec(), args.dataset, training.n_users, training.n_items, training.user_items->nnz(),
@@ -130,6 +148,10 @@ int RunTrain(const TrainArgs& args, const GlobalOptions& globals) {
     for (const auto& [name, value] : report.metrics) metrics += fmt::format(" {}={:.4f}", name, value);
     if (report.has_loss) metrics = fmt::format(" loss={:.6g}", report.loss) + metrics;
     session.log().Info("epoch {}/{}{} ({:.2f}s)", report.epoch, report.epochs, metrics, report.seconds);
+    if (report.has_loss) run.Metric("loss", report.loss, report.epoch);
+    run.Metrics(report.metrics, report.epoch);
+    run.Metric("epoch_seconds", report.seconds, report.epoch);
+    if (tracking::RunRecorder::Interrupted()) throw Error(fmt::format("interrupted after epoch {}", report.epoch));
     ctx.ReportProgress("train", static_cast<std::uint64_t>(report.epoch), static_cast<std::uint64_t>(report.epochs));
     nlohmann::json entry = {{"epoch", report.epoch}, {"seconds", report.seconds}};
     if (report.has_loss) entry["loss"] = report.loss;
@@ -141,6 +163,25 @@ int RunTrain(const TrainArgs& args, const GlobalOptions& globals) {
   double fit_seconds = Seconds(start);
   session.FinishProgress();
   if (!args.output.empty()) models::SaveModel(*model, args.output);
+  run.Metrics({{"fit_seconds", fit_seconds}, {"load_seconds", load_seconds},
+               {"epochs", static_cast<double>(epochs.size())}});
+  if (run.enabled()) {
+    // The model file is the run's artifact (saved to a scratch file when no --output,
+    // so every tracked training can be registered).
+    fs::path file = args.output;
+    const bool scratch = file.empty();
+    if (scratch) {
+      file = fs::temp_directory_path() / fmt::format("recforge-{}-model.bin", run.run_id());
+      models::SaveModel(*model, file);
+    }
+    const std::string sha = Sha256File(file);
+    run.Lineage("output", "model", sha, scratch ? std::string() : args.output);
+    run.Artifact(file, scratch ? std::string("model.bin") : file.filename().string(), "model");
+    if (scratch) {
+      std::error_code ignored;
+      fs::remove(file, ignored);
+    }
+  }
   session.log().Info("trained {} in {:.2f}s{}", model->Spec(), fit_seconds,
                      args.output.empty() ? "" : fmt::format(", wrote {}", args.output));
   if (args.json) {
@@ -167,13 +208,19 @@ void AddTrain(CLI::App& app, GlobalOptions& globals, CommandBody& selected) {
   cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
   cmd->add_flag("--no-val-metrics", args->no_val_metrics, "Skip per-epoch validation metrics on val/");
   cmd->add_flag("--json", args->json, "Print a JSON summary on stdout");
-  cmd->callback([args, &globals, &selected] { selected = [args, &globals] { return RunTrain(*args, globals); }; });
+  AddTrackingOptions(cmd, args->tracking);
+  cmd->callback([args, &globals, &selected] {
+    selected = [args, &globals] {
+      return RunTracked(args->tracking, "training", [&](TrackedRun& run) { return RunTrain(*args, globals, run); });
+    };
+  });
 }
 
 // ---- recommend ----------------------------------------------------------------------
 
 struct RecommendArgs {
   std::string model, dataset, user, users_file, output;
+  std::string tracking_uri;  // resolves NAME@ALIAS / NAME/N model references
   bool all_users = false;
   std::size_t k = 10;
   bool include_seen = false;
@@ -184,7 +231,7 @@ int RunRecommend(const RecommendArgs& args, const GlobalOptions& globals) {
   Session session(globals);
   int modes = (!args.user.empty()) + (!args.users_file.empty()) + (args.all_users ? 1 : 0);
   if (modes != 1) throw InvalidArgument("give exactly one of --user, --users-file, --all-users");
-  auto model = models::LoadModel(args.model);
+  auto model = models::LoadModel(ResolveModelArgument(args.model, args.tracking_uri));
   data::PreparedDataset prepared = data::LoadPrepared(args.dataset);
   if (prepared.items.size() != model->n_items() || prepared.users.size() != model->n_users()) {
     throw InvalidArgument(fmt::format("{} has {} users / {} items but the model was trained on {} / {}",
@@ -261,7 +308,8 @@ int RunRecommend(const RecommendArgs& args, const GlobalOptions& globals) {
 void AddRecommend(CLI::App& app, GlobalOptions& globals, CommandBody& selected) {
   auto args = std::make_shared<RecommendArgs>();
   CLI::App* cmd = app.add_subcommand("recommend", "Offline top-K recommendations from a trained model");
-  cmd->add_option("--model,-m", args->model, "Model file")->required();
+  cmd->add_option("--model,-m", args->model, "Model file, or a registered model NAME@ALIAS / NAME/N")->required();
+  AddTrackingUriOption(cmd, args->tracking_uri);
   cmd->add_option("--dataset,-d", args->dataset, "The prepared dataset the model was trained on")->required();
   cmd->add_option("--user,-u", args->user, "One user id");
   cmd->add_option("--users-file", args->users_file, "File with one user id per line");

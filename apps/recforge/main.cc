@@ -8,6 +8,11 @@
 #include "cli_common.h"
 #include "recforge/core/version.h"
 
+namespace recforge::cli {
+// models register | list | show | alias | delete-alias | promote (cmd_registry.cc)
+void RegisterRegistryCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);
+}  // namespace recforge::cli
+
 int main(int argc, char** argv) {
   using namespace recforge;
   CLI::App app{"RecForge: recommender systems from raw logs to a served API"};
@@ -21,7 +26,11 @@ int main(int argc, char** argv) {
   cli::CommandBody selected;
   cli::RegisterDataCommands(app, globals, selected);
   cli::RegisterModelCommands(app, globals, selected);
+  cli::RegisterRegistryCommands(app, globals, selected);  // needs the "models" group above
   cli::RegisterEvalCommands(app, globals, selected);
+  cli::RegisterUiCommand(app, globals, selected);
+  cli::RegisterSweepCommands(app, globals, selected);
+  cli::RegisterRunsCommands(app, globals, selected);
 
   try {
     app.parse(argc, argv);

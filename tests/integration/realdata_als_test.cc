@@ -15,6 +15,7 @@
 #include "recforge/data/prepare.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/registry.h"
+#include "testlib/movielens.h"
 #include "testlib/testlib.h"
 
 namespace recforge::models {
@@ -32,22 +33,6 @@ Context TwoThreads() {
   return ctx;
 }
 
-// ../shared/PROTOCOL.md: every rating is an interaction; per user, the last 20% by
-// (time, item) are test; repeated pairs keep the earliest.
-data::PreparedDataset ProtocolSplit(const Context& ctx) {
-  data::IngestOptions ingest;
-  ingest.find_metadata = false;
-  data::Dataset dataset = data::Ingest({RealData("ml-100k/u.data")}, ingest, ctx);
-  data::PrepareOptions prepare;
-  prepare.dedup = data::DedupPolicy::kFirst;
-  prepare.split = data::SplitStrategy::kRatio;
-  prepare.test_ratio = 0.2;
-  data::PreparedDataset prepared = data::Prepare(dataset, prepare, ctx);
-  EXPECT_EQ(prepared.train.size(), 80'367u);
-  EXPECT_EQ(prepared.test.size(), 19'633u);
-  return prepared;
-}
-
 eval::EvalReport RankingReport(const std::string& spec, const data::PreparedDataset& prepared,
                                const Context& ctx) {
   auto model = CreateModel(spec);
@@ -61,28 +46,6 @@ eval::EvalReport RankingReport(const std::string& spec, const data::PreparedData
   std::cout << spec << ": NDCG@10 " << report.metrics.at("ndcg@10") << ", Recall@10 "
             << report.metrics.at("recall@10") << "\n";
   return report;
-}
-
-// u1.base as train and u1.test as test, ingested together so both files share one id
-// space; the rows of each file are told apart by meta["sources"][k]["rows"] (the ingest
-// keeps the inputs' order).
-data::PreparedDataset U1Split(const Context& ctx) {
-  data::IngestOptions options;
-  options.find_metadata = false;
-  data::Dataset dataset =
-      data::Ingest({RealData("ml-100k/u1.base"), RealData("ml-100k/u1.test")}, options, ctx);
-  const std::size_t base_rows = dataset.meta["sources"][0]["rows"].get<std::size_t>();
-  EXPECT_EQ(base_rows, 80'000u);
-  data::PreparedDataset prepared;
-  prepared.users = dataset.users;
-  prepared.items = dataset.items;
-  const auto& rows = dataset.interactions;
-  for (std::size_t row = 0; row < rows.size(); ++row) {
-    auto& part = row < base_rows ? prepared.train : prepared.test;
-    part.Append(rows.users[row], rows.items[row], rows.ratings[row], rows.times[row]);
-  }
-  prepared.meta = {{"content_hash", "ml-100k-u1"}};
-  return prepared;
 }
 
 // RMSE over the test pairs with a prediction; NaN predictions (als: a user or item
@@ -109,7 +72,7 @@ double TestRmse(const Recommender& model, const data::Interactions& test, std::s
 TEST(RealDataAls, IalsDefaultsBeatTheTargetAndPopUnderTheProtocol) {
   RECFORGE_REQUIRE_DATA("ml-100k/u.data");
   const Context ctx = TwoThreads();
-  const data::PreparedDataset prepared = ProtocolSplit(ctx);
+  const data::PreparedDataset prepared = recforge::testing::Ml100kProtocolSplit(ctx);
   const double pop = RankingReport("pop", prepared, ctx).metrics.at("ndcg@10");
   const eval::EvalReport ials = RankingReport("ials", prepared, ctx);
   EXPECT_GE(ials.metrics.at("ndcg@10"), 0.180);
@@ -121,21 +84,21 @@ TEST(RealDataAls, IalsIgnoresRatingValuesWhenBinary) {
   // PROTOCOL.md ignores rating values; the defaults meet the target either way.
   RECFORGE_REQUIRE_DATA("ml-100k/u.data");
   const Context ctx = TwoThreads();
-  const data::PreparedDataset prepared = ProtocolSplit(ctx);
+  const data::PreparedDataset prepared = recforge::testing::Ml100kProtocolSplit(ctx);
   EXPECT_GE(RankingReport("ials:binary=true", prepared, ctx).metrics.at("ndcg@10"), 0.180);
 }
 
 TEST(RealDataAls, IalsTunedSpecReachesTheTunedTarget) {
   RECFORGE_REQUIRE_DATA("ml-100k/u.data");
   const Context ctx = TwoThreads();
-  const data::PreparedDataset prepared = ProtocolSplit(ctx);
+  const data::PreparedDataset prepared = recforge::testing::Ml100kProtocolSplit(ctx);
   EXPECT_GE(RankingReport(kTunedIals, prepared, ctx).metrics.at("ndcg@10"), 0.195);
 }
 
 TEST(RealDataAls, AlsAndSvdRatingErrorOnU1) {
   RECFORGE_REQUIRE_DATA("ml-100k/u1.base");
   const Context ctx = TwoThreads();
-  const data::PreparedDataset prepared = U1Split(ctx);
+  const data::PreparedDataset prepared = recforge::testing::Ml100kU1Split(ctx);
   const TrainingData data = TrainingData::FromPrepared(prepared, ctx.threads);
   for (const std::string spec : {"als:coldStartStrategy=drop", "svd"}) {
     auto model = CreateModel(spec);
@@ -152,7 +115,7 @@ TEST(RealDataAls, AlsAndSvdRatingErrorOnU1) {
 TEST(RealDataAls, SvdRatingErrorAgreesWithTheEvaluator) {
   RECFORGE_REQUIRE_DATA("ml-100k/u1.base");
   const Context ctx = TwoThreads();
-  const data::PreparedDataset prepared = U1Split(ctx);
+  const data::PreparedDataset prepared = recforge::testing::Ml100kU1Split(ctx);
   auto model = CreateModel("svd");
   model->Fit(TrainingData::FromPrepared(prepared, ctx.threads), ctx);
   eval::EvalOptions options;

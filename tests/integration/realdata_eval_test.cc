@@ -17,6 +17,7 @@
 #include "recforge/data/prepare.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/registry.h"
+#include "testlib/movielens.h"
 #include "testlib/testlib.h"
 
 namespace recforge::eval {
@@ -66,12 +67,7 @@ Straightforward Recompute(const std::map<UserIndex, std::vector<ItemIndex>>& lis
 data::PreparedDataset PrepareMl100k(int threads) {
   Context ctx;
   ctx.threads = threads;
-  data::Dataset dataset = data::Ingest({RealData("ml-100k/u.data")}, data::IngestOptions{}, ctx);
-  data::PrepareOptions options;
-  options.split = data::SplitStrategy::kRatio;
-  options.test_ratio = 0.2;
-  options.dedup = data::DedupPolicy::kFirst;
-  return data::Prepare(dataset, options, ctx);
+  return recforge::testing::Ml100kProtocolSplit(ctx);
 }
 
 std::map<UserIndex, std::set<ItemIndex>> TestSets(const data::PreparedDataset& prepared) {

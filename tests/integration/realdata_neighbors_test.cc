@@ -13,6 +13,7 @@
 #include "recforge/data/prepare.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/registry.h"
+#include "testlib/movielens.h"
 #include "testlib/testlib.h"
 
 namespace recforge::models {
@@ -32,12 +33,7 @@ class RealDataNeighbors : public ::testing::Test {
     if (!dir || !std::filesystem::exists(*dir / "ml-100k/u.data")) return;
     Context ctx;
     ctx.threads = 2;
-    data::Dataset dataset = data::Ingest({RealData("ml-100k/u.data")}, data::IngestOptions{}, ctx);
-    data::PrepareOptions options;
-    options.split = data::SplitStrategy::kRatio;
-    options.test_ratio = 0.2;
-    options.dedup = data::DedupPolicy::kFirst;
-    prepared_ = new data::PreparedDataset(data::Prepare(dataset, options, ctx));
+    prepared_ = new data::PreparedDataset(recforge::testing::Ml100kProtocolSplit(ctx));
     training_ = new TrainingData(TrainingData::FromPrepared(*prepared_, 2));
   }
   static void TearDownTestSuite() {

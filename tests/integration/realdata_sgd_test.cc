@@ -12,6 +12,7 @@
 #include "recforge/data/prepare.h"
 #include "recforge/eval/evaluator.h"
 #include "recforge/models/registry.h"
+#include "testlib/movielens.h"
 #include "testlib/testlib.h"
 
 namespace recforge::models {
@@ -24,29 +25,6 @@ Context TwoThreads() {
   ctx.threads = 2;
   ctx.seed = 42;
   return ctx;
-}
-
-// u1.base as train and u1.test as test, ingested together so both files share one id
-// space; the rows of each file are told apart by meta["sources"][k]["rows"] (the ingest
-// keeps the inputs' order).
-data::PreparedDataset U1Split(const Context& ctx) {
-  data::IngestOptions options;
-  options.find_metadata = false;
-  data::Dataset dataset =
-      data::Ingest({RealData("ml-100k/u1.base"), RealData("ml-100k/u1.test")}, options, ctx);
-  const std::size_t base_rows = dataset.meta["sources"][0]["rows"].get<std::size_t>();
-  EXPECT_EQ(base_rows, 80'000u);
-  EXPECT_EQ(dataset.interactions.size(), 100'000u);
-  data::PreparedDataset prepared;
-  prepared.users = dataset.users;
-  prepared.items = dataset.items;
-  const auto& rows = dataset.interactions;
-  for (std::size_t row = 0; row < rows.size(); ++row) {
-    auto& part = row < base_rows ? prepared.train : prepared.test;
-    part.Append(rows.users[row], rows.items[row], rows.ratings[row], rows.times[row]);
-  }
-  prepared.meta = {{"content_hash", "ml-100k-u1"}};
-  return prepared;
 }
 
 eval::EvalReport RatingReport(const std::string& spec, const data::PreparedDataset& prepared,
@@ -66,7 +44,7 @@ TEST(RealDataSgd, MfRmseOnMl100kU1) {
   RECFORGE_REQUIRE_DATA("ml-100k/u1.base");
   RECFORGE_REQUIRE_DATA("ml-100k/u1.test");
   Context ctx = TwoThreads();
-  data::PreparedDataset prepared = U1Split(ctx);
+  data::PreparedDataset prepared = recforge::testing::Ml100kU1Split(ctx);
   eval::EvalReport report = RatingReport("mf", prepared, ctx);
   // The issue asks for <= 0.91; the defaults give 0.9158 and no configuration found got
   // below 0.9129 (docs/models/sgd.md "Results"), so this guards what is reached.
@@ -78,7 +56,7 @@ TEST(RealDataSgd, NmfRmseOnMl100kU1) {
   RECFORGE_REQUIRE_DATA("ml-100k/u1.base");
   RECFORGE_REQUIRE_DATA("ml-100k/u1.test");
   Context ctx = TwoThreads();
-  data::PreparedDataset prepared = U1Split(ctx);
+  data::PreparedDataset prepared = recforge::testing::Ml100kU1Split(ctx);
   eval::EvalReport report = RatingReport("nmf", prepared, ctx);
   // No peer target: guards against regressions (defaults give 0.9250).
   EXPECT_LE(report.metrics.at("rmse"), 0.93);
@@ -87,15 +65,7 @@ TEST(RealDataSgd, NmfRmseOnMl100kU1) {
 TEST(RealDataSgd, BprDefaultsBeatThePeerAndPopOnMl100k) {
   RECFORGE_REQUIRE_DATA("ml-100k/u.data");
   Context ctx = TwoThreads();
-  data::IngestOptions ingest;
-  data::Dataset dataset = data::Ingest({RealData("ml-100k/u.data")}, ingest, ctx);
-  data::PrepareOptions split;
-  split.dedup = data::DedupPolicy::kFirst;
-  split.split = data::SplitStrategy::kRatio;
-  split.test_ratio = 0.2;
-  data::PreparedDataset prepared = data::Prepare(dataset, split, ctx);
-  ASSERT_EQ(prepared.train.size(), 80'367u);
-  ASSERT_EQ(prepared.test.size(), 19'633u);
+  data::PreparedDataset prepared = recforge::testing::Ml100kProtocolSplit(ctx);
   const TrainingData data = TrainingData::FromPrepared(prepared, ctx.threads);
 
   eval::EvalOptions options;

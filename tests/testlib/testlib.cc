@@ -69,9 +69,49 @@ std::string ReadAll(int fd) {
   }
   return text;
 }
+
+// Commands run by tests record their runs into a tracking store of this test process
+// (removed at exit) unless the test names one: never into the working directory.
+const std::string& TestTrackingStore() {
+  // Never destroyed, so the exit handler below can still read it.
+  static const std::string* const path = [] {
+    std::string pattern = (fs::temp_directory_path() / "recforge-test-tracking-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    auto* made = new std::string(pattern);
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(TestTrackingStore(), ec);
+    });
+    return made;
+  }();
+  return *path;
+}
+
+std::vector<std::string> ChildEnvironment() {
+  std::vector<std::string> env;
+  bool has_uri = false;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    env.emplace_back(*entry);
+    has_uri |= env.back().rfind("RECFORGE_TRACKING_URI=", 0) == 0;
+  }
+  if (!has_uri) env.push_back("RECFORGE_TRACKING_URI=" + TestTrackingStore());
+  return env;
+}
 }  // namespace
 
 CommandResult RunCli(const std::vector<std::string>& args) {
+  // Built before fork: the child of a threaded process may only call async-signal-safe
+  // functions until exec.
+  std::vector<std::string> env = ChildEnvironment();
+  std::vector<char*> envp;
+  for (auto& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  std::string binary = RECFORGE_CLI_PATH;
+  argv.push_back(binary.data());
+  std::vector<std::string> copy = args;
+  for (auto& arg : copy) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
   pid_t pid = fork();
@@ -80,13 +120,7 @@ CommandResult RunCli(const std::vector<std::string>& args) {
     dup2(err_pipe[1], STDERR_FILENO);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    std::vector<char*> argv;
-    std::string binary = RECFORGE_CLI_PATH;
-    argv.push_back(binary.data());
-    std::vector<std::string> copy = args;
-    for (auto& arg : copy) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    execve(binary.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   close(out_pipe[1]);
