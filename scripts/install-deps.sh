@@ -18,11 +18,13 @@ PACKAGES=(
   libsqlite3-dev       # tracking store
   libyaml-cpp-dev      # config files
   libcpp-httplib-dev   # HTTP server (experiment dashboard, serving)
+  libhnswlib-dev       # approximate nearest neighbours for retrieval at scale (serving)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-pandas   # bench peers and the synthetic generator
   time                                   # /usr/bin/time -v for peak memory in benchmarks
   chromium                               # headless browser for the dashboard test
+  wrk python3-fastapi python3-uvicorn    # serving benchmark: load generator and the Python peer
 )
 
 SUDO=""
