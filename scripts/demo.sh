@@ -43,3 +43,19 @@ echo "== 9. the runs recorded so far (tracking store ./mlruns.db)"
 $rf runs list --limit 12
 echo
 echo "Demo done. Try: $rf runs show <id> --lineage, $rf ui (dashboard at http://127.0.0.1:5000), $rf data describe $out/prepared --json"
+
+echo "== 10. register the trained model and serve it (Ctrl-C to stop)"
+train_run=$($rf runs list --experiment training --limit 1 --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
+version=$($rf models register --run "$train_run" --name demo --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+$rf models alias demo production --version "$version"
+port=${RECFORGE_DEMO_PORT:-8000}
+base="http://127.0.0.1:$port"
+user=$(head -1 "$out/prepared/user_ids.txt")
+echo "Serving demo@production (version $version) on loopback:"
+echo "  demo page:  $base/"
+echo "  API docs:   $base/docs"
+echo "  try:        curl -s $base/recommend -d '{\"user_id\": \"$user\", \"top_k\": 5}'"
+exec $rf serve --model demo@production --dataset "$out/prepared" --host 127.0.0.1 --port "$port" \
+  --events "$out/events.jsonl" --log-format text

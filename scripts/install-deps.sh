@@ -25,6 +25,7 @@ PACKAGES=(
   time                                   # /usr/bin/time -v for peak memory in benchmarks
   chromium                               # headless browser for the dashboard test
   wrk python3-fastapi python3-uvicorn    # serving benchmark: load generator and the Python peer
+  python3-uvloop python3-httptools       # uvicorn's fast event loop and HTTP parser (uvicorn[standard])
 )
 
 SUDO=""
@@ -34,6 +35,10 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm, at build time only: `npm ci` in web/ fetches swagger-ui-dist for the /docs page of
+# `recforge serve`. Installed only when absent: Debian's nodejs conflicts with a nodesource
+# node that may already be there (and brings its own npm).
+if ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present" >&2

@@ -56,5 +56,6 @@ void RegisterEvalCommands(CLI::App& app, GlobalOptions& globals, CommandBody& se
 void RegisterUiCommand(CLI::App& app, GlobalOptions& globals, CommandBody& selected);      // ui (cmd_ui.cc)
 void RegisterSweepCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);  // sweep (cmd_sweep.cc)
 void RegisterRunsCommands(CLI::App& app, GlobalOptions& globals, CommandBody& selected);   // runs, experiments (cmd_runs.cc)
+void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& selected);   // serve (cmd_serve.cc)
 
 }  // namespace recforge::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cli::RegisterUiCommand(app, globals, selected);
   cli::RegisterSweepCommands(app, globals, selected);
   cli::RegisterRunsCommands(app, globals, selected);
+  cli::RegisterServeCommand(app, globals, selected);
 
   try {
     app.parse(argc, argv);
