@@ -35,6 +35,16 @@ RECFORGE_CLONES float SquaredNorm(const float* x, std::size_t n) {
 void GemmNT(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, const float* b, float beta,
             float* c) {
   if (m == 0 || n == 0) return;
+  // A few rows: one sgemv per row. sgemm would first pack (copy) all of B, which for a
+  // single serving request costs more than the products themselves.
+  constexpr std::size_t kGemvRows = 4;
+  if (m <= kGemvRows) {
+    for (std::size_t row = 0; row < m; ++row) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), alpha, b,
+                  static_cast<int>(k), a + row * k, 1, beta, c + row * n, 1);
+    }
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
               static_cast<int>(k), alpha, a, static_cast<int>(k), b, static_cast<int>(k), beta, c,
               static_cast<int>(n));
