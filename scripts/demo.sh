@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end demo: installs dependencies, builds, then
 #   synthesise raw logs -> ingest -> prepare (k-core + temporal split) -> describe
-#   -> baselines -> train iALS -> evaluate -> recommend.
+#   -> baselines -> train iALS -> evaluate -> recommend -> list the recorded runs
+#   -> register the model and serve it on loopback until Ctrl-C.
 # Data and models go under ./demo/; every step is recorded as a run in the default
 # tracking store ./mlruns.db + ./artifacts/ (all ignored by git), so `recforge runs
 # list` and `recforge ui` show them right after.
@@ -41,8 +42,7 @@ $rf recommend --model "$out/ials.bin" --dataset "$out/prepared" --user "$user" -
 
 echo "== 9. the runs recorded so far (tracking store ./mlruns.db)"
 $rf runs list --limit 12
-echo
-echo "Demo done. Try: $rf runs show <id> --lineage, $rf ui (dashboard at http://127.0.0.1:5000), $rf data describe $out/prepared --json"
+echo "(later: $rf runs show <id> --lineage; $rf ui for the dashboard at http://127.0.0.1:5000)"
 
 echo "== 10. register the trained model and serve it (Ctrl-C to stop)"
 train_run=$($rf runs list --experiment training --limit 1 --json |

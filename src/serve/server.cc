@@ -21,7 +21,9 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <random>
@@ -70,6 +72,71 @@ std::vector<std::string> SourceNames() {
     names.emplace_back(Name(source));
   }
   return names;
+}
+
+// Routes whose work is CPU-bound scoring; /events (fsync), admin and static routes do
+// not take a compute slot.
+bool UsesComputeSlot(Route route) {
+  return route == kRecommend || route == kRecommendUser || route == kRecommendBatch || route == kSimilar ||
+         route == kPopular || route == kHistory;
+}
+
+// At most `slots` holders at once, admitted in arrival order: with a plain semaphore
+// the wake-up order is arbitrary and an unlucky request waits behind many later ones,
+// which is what the p99 sees.
+class FifoGate {
+ public:
+  explicit FifoGate(int slots) : free_(slots) {}
+
+  void Acquire() {
+    std::unique_lock lock(mutex_);
+    if (free_ > 0 && waiters_.empty()) {
+      --free_;
+      return;
+    }
+    Waiter self;
+    waiters_.push_back(&self);
+    // Woken under mutex_ by Release, so `self` outlives every access to it.
+    self.wake.wait(lock, [&] { return self.admitted; });
+  }
+
+  void Release() {
+    std::lock_guard lock(mutex_);
+    if (waiters_.empty()) {
+      ++free_;
+      return;
+    }
+    Waiter* next = waiters_.front();  // the slot passes straight to the oldest waiter
+    waiters_.pop_front();
+    next->admitted = true;
+    next->wake.notify_one();
+  }
+
+ private:
+  struct Waiter {
+    std::condition_variable wake;
+    bool admitted = false;
+  };
+  std::mutex mutex_;
+  int free_;
+  std::deque<Waiter*> waiters_;
+};
+
+// Holds one of the gate's slots for its lifetime.
+class ComputeSlot {
+ public:
+  explicit ComputeSlot(FifoGate& gate) : gate_(gate) { gate_.Acquire(); }
+  ~ComputeSlot() { gate_.Release(); }
+  ComputeSlot(const ComputeSlot&) = delete;
+  ComputeSlot& operator=(const ComputeSlot&) = delete;
+
+ private:
+  FifoGate& gate_;
+};
+
+int ComputeSlots(int configured) {
+  if (configured > 0) return configured;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 bool IsPostRoute(Route route) {
@@ -393,7 +460,10 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b) {
 
 struct Server::Impl {
   Impl(ServerOptions opts, ModelLoader load)
-      : options(std::move(opts)), loader(std::move(load)), metrics(RouteTemplates(), SourceNames()) {
+      : options(std::move(opts)),
+        loader(std::move(load)),
+        metrics(RouteTemplates(), SourceNames()),
+        compute_gate(ComputeSlots(options.compute_slots)) {
     if (!options.events_path.empty()) events = std::make_unique<EventLog>(options.events_path);
     std::random_device device;
     id_prefix = device();
@@ -422,6 +492,7 @@ struct Server::Impl {
   ServerOptions options;
   ModelLoader loader;
   HttpMetrics metrics;
+  FifoGate compute_gate;  // see ServerOptions::compute_slots
   std::unique_ptr<EventLog> events;        // null: events kept in memory only
   std::vector<StoredEvent> memory_events;  // without a log (guarded by event_mutex)
   std::atomic<std::shared_ptr<RecommendationService>> current;
@@ -758,7 +829,12 @@ void Server::Impl::Dispatch(const httplib::Request& req, httplib::Response& res)
       throw HttpError{405, fmt::format("method {} not allowed on {} (allowed: {})", Shown(req.method, 16),
                                        RouteTemplates()[match.route], post ? "POST" : "GET, HEAD")};
     }
-    Handle(match, req, res);
+    if (UsesComputeSlot(match.route)) {
+      ComputeSlot slot(compute_gate);
+      Handle(match, req, res);
+    } else {
+      Handle(match, req, res);
+    }
   } catch (const HttpError& error) {
     SendError(res, error.status, error.message);
   } catch (const NotFound& error) {

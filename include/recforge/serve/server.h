@@ -56,6 +56,11 @@ using ModelLoader = std::function<std::shared_ptr<RecommendationService>(const s
 
 struct ServerOptions {
   int connections = 64;                 // worker threads = concurrent keep-alive connections served
+  // Requests that compute (recommend, similar, popular, history) run at most this many at
+  // once; the others wait asleep. Dozens of runnable workers on a few cores would be
+  // time-sliced by the kernel, and a request preempted mid-way waits out everyone's
+  // slice (a p99 of 60 ms at a p50 of 2 ms); gated, each finishes in one go.
+  int compute_slots = 0;                // 0: the number of hardware threads
   std::string admin_token;              // empty: /admin/* always answers 403
   std::filesystem::path events_path;    // the durable event log; empty: events kept in memory only
   std::size_t max_body_bytes = 1 << 20; // larger bodies: 413
