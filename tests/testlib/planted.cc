@@ -1,5 +1,7 @@
 #include "testlib/planted.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <string>
 
@@ -20,8 +22,9 @@ data::PreparedDataset PlantedCheckerboard(const PlantedOptions& options) {
   const int n_users = options.blocks * options.users_per_block;
   const int n_items = options.blocks * options.items_per_block;
   std::vector<std::string> user_ids, item_ids;
-  for (int u = 0; u <= n_users; ++u) user_ids.push_back("u" + std::to_string(u));  // + the empty user
-  for (int i = 0; i < n_items; ++i) item_ids.push_back("i" + std::to_string(i));
+  // fmt rather than "u" + std::to_string(...): GCC 12 warns falsely (-Wrestrict) there.
+  for (int u = 0; u <= n_users; ++u) user_ids.push_back(fmt::format("u{}", u));  // + the empty user
+  for (int i = 0; i < n_items; ++i) item_ids.push_back(fmt::format("i{}", i));
   prepared.users = data::IdMap(user_ids);
   prepared.items = data::IdMap(item_ids);
   Rng rng(options.seed);
