@@ -6,7 +6,11 @@
 
 namespace recforge::models::kernels {
 
+#if defined(RECFORGE_NO_TARGET_CLONES)
+#define RECFORGE_CLONES  // sanitizer builds: baseline code only (see CMakeLists.txt)
+#else
 #define RECFORGE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 RECFORGE_CLONES float Dot(const float* a, const float* b, std::size_t n) {
   float sum = 0.0f;

@@ -15,7 +15,12 @@ namespace {
 // 1 - dot(a, b): hnswlib's inner-product distance. Compiled for AVX-512 / AVX2 / the
 // baseline and chosen at load time (the build has no -march=native, and hnswlib's own
 // kernels pick their SIMD width at compile time).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) float InnerProductDistance(
+#if defined(RECFORGE_NO_TARGET_CLONES)
+#define RECFORGE_ANN_CLONES  // sanitizer builds: baseline code only (see CMakeLists.txt)
+#else
+#define RECFORGE_ANN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+RECFORGE_ANN_CLONES float InnerProductDistance(
     const void* a, const void* b, const void* dim_ptr) {
   const auto* x = static_cast<const float*>(a);
   const auto* y = static_cast<const float*>(b);
