@@ -14,7 +14,6 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
-#include <netinet/tcp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,6 +34,7 @@
 
 #include "event_log.h"
 #include "http_metrics.h"
+#include "net/http_listener.h"
 #include "recforge/core/error.h"
 #include "recforge/serve/web_assets.h"
 
@@ -434,20 +434,6 @@ bool ValidRequestId(std::string_view id) {
   return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':';
   });
-}
-
-bool IsLoopbackHost(std::string_view host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
-}
-
-// Host header without its port ("127.0.0.1:5000" -> "127.0.0.1", "[::1]:80" -> "[::1]").
-std::string_view HostName(std::string_view header) {
-  if (header.starts_with("[")) {
-    auto close = header.find(']');
-    return close == std::string_view::npos ? header : header.substr(0, close + 1);
-  }
-  auto colon = header.find(':');
-  return colon == std::string_view::npos ? header : header.substr(0, colon);
 }
 
 bool ConstantTimeEqual(std::string_view a, std::string_view b) {
@@ -876,13 +862,7 @@ void Server::Impl::Routes() {
   const auto workers = static_cast<std::size_t>(std::max(1, options.connections));
   http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
   http.set_payload_max_length(options.max_body_bytes);
-  // httplib's default sets SO_REUSEPORT, which lets a second daemon bind the same port
-  // and silently share the traffic. SO_REUSEADDR alone still allows a quick restart.
-  http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-  });
+  net::UseExclusivePort(http);
   http.set_tcp_nodelay(true);
   http.set_read_timeout(options.read_timeout_seconds, 0);
   http.set_write_timeout(options.write_timeout_seconds, 0);
@@ -905,7 +885,7 @@ void Server::Impl::Routes() {
     if (loopback) {
       // A page on another site must not reach a loopback daemon through DNS rebinding.
       const std::string host_header = req.get_header_value("Host");
-      if (!host_header.empty() && !IsLoopbackHost(HostName(host_header))) {
+      if (!host_header.empty() && !net::IsLoopbackHost(net::HostName(host_header))) {
         SendError(res, 403, "Host header is not a loopback name (bind with --host to serve other names)");
         return httplib::Server::HandlerResponse::Handled;
       }
@@ -972,27 +952,10 @@ Server::~Server() { Drain(); }
 void Server::Start(const std::string& host, int port) {
   if (port < 0 || port > 65535) throw InvalidArgument(fmt::format("--port {} is outside 0..65535", port));
   if (impl_->thread.joinable()) throw InvalidArgument("the server is already started");
-  int bound = port;
-  if (port == 0) {
-    bound = impl_->http.bind_to_any_port(host);
-  } else if (!impl_->http.bind_to_port(host, port)) {
-    bound = -1;
-  }
-  if (bound <= 0) {
-    throw IoError(fmt::format("cannot listen on {}:{} (address in use, or not an address of this host)", host, port));
-  }
+  // Set before the first request can arrive: the Host check reads `loopback`.
   impl_->host = host;
-  impl_->port = bound;
-  impl_->loopback = IsLoopbackHost(host);
-  impl_->thread_done = false;
-  impl_->thread = std::thread([impl = impl_.get()] {
-    impl->http.listen_after_bind();
-    impl->thread_done = true;
-  });
-  // stop() before the listen loop has started would be lost and Drain() would hang.
-  while (!impl_->http.is_running() && !impl_->thread_done) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  impl_->loopback = net::IsLoopbackHost(host);
+  impl_->port = net::StartListening(impl_->http, host, port, impl_->thread, impl_->thread_done);
 }
 
 int Server::port() const { return impl_->port; }

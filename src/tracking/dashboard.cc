@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dashboard_assets.h"
+#include "net/http_listener.h"
 #include "recforge/core/error.h"
 #include "recforge/core/version.h"
 
@@ -247,20 +248,6 @@ std::string MimeType(std::string_view name) {
   return "application/octet-stream";
 }
 
-bool IsLoopbackHost(std::string_view host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
-}
-
-// Host header without its port ("127.0.0.1:5000" -> "127.0.0.1", "[::1]:80" -> "[::1]").
-std::string_view HostName(std::string_view header) {
-  if (header.starts_with("[")) {
-    auto close = header.find(']');
-    return close == std::string_view::npos ? header : header.substr(0, close + 1);
-  }
-  auto colon = header.find(':');
-  return colon == std::string_view::npos ? header : header.substr(0, colon);
-}
-
 }  // namespace
 
 struct Dashboard::Impl {
@@ -452,13 +439,7 @@ void Dashboard::Impl::Models(const httplib::Request& req, httplib::Response& res
 void Dashboard::Impl::Routes() {
   server.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   server.set_payload_max_length(64 * 1024);  // the API takes no bodies
-  // httplib's default sets SO_REUSEPORT, which lets a second `recforge ui` bind the same
-  // port and silently share the traffic. SO_REUSEADDR alone still allows a quick
-  // restart (TIME_WAIT) but makes an occupied port an error.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
+  net::UseExclusivePort(server);
   server.set_read_timeout(10, 0);
   server.set_default_headers({
       {"X-Content-Type-Options", "nosniff"},
@@ -476,7 +457,7 @@ void Dashboard::Impl::Routes() {
     }
     if (loopback) {
       const std::string host_header = req.get_header_value("Host");
-      if (!host_header.empty() && !IsLoopbackHost(HostName(host_header))) {
+      if (!host_header.empty() && !net::IsLoopbackHost(net::HostName(host_header))) {
         SendError(res, 403, "Host header is not a loopback name (bind with --host to serve other names)");
         return httplib::Server::HandlerResponse::Handled;
       }
@@ -549,28 +530,10 @@ void Dashboard::Start(const std::string& host, int port) {
     throw InvalidArgument(fmt::format("--port {} is outside 0..65535", port));
   }
   if (impl_->thread.joinable()) throw InvalidArgument("the dashboard is already started");
-  int bound = port;
-  if (port == 0) {
-    bound = impl_->server.bind_to_any_port(host);
-  } else if (!impl_->server.bind_to_port(host, port)) {
-    bound = -1;
-  }
-  if (bound <= 0) {
-    throw IoError(fmt::format("cannot listen on {}:{} (address in use, or not an address of this host)",
-                              host, port));
-  }
+  // Set before the first request can arrive: the Host check reads `loopback`.
   impl_->host = host;
-  impl_->port = bound;
-  impl_->loopback = IsLoopbackHost(host);
-  impl_->thread_done = false;
-  impl_->thread = std::thread([impl = impl_.get()] {
-    impl->server.listen_after_bind();
-    impl->thread_done = true;
-  });
-  // stop() before the listen loop has started would be lost and Stop() would hang.
-  while (!impl_->server.is_running() && !impl_->thread_done) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  impl_->loopback = net::IsLoopbackHost(host);
+  impl_->port = net::StartListening(impl_->server, host, port, impl_->thread, impl_->thread_done);
 }
 
 int Dashboard::port() const { return impl_->port; }

@@ -228,13 +228,29 @@ void FactorModel::RecommendBatch(std::span<const UserIndex> users, const Recomme
   }
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const std::size_t known_users = user_factors_.size() / k;
-  std::vector<ItemIndex> excluded(options.excluded.begin(), options.excluded.end());
+  // Per-thread scratch: a serving request is one call for one user, and fresh buffers
+  // (256 KB of scores alone) on every call would cost more than the scoring.
+  struct Scratch {
+    std::vector<ItemIndex> excluded;
+    std::vector<float> gathered, scores, user_norm, offset;
+    std::vector<TopKHeap> heaps;
+    std::vector<std::size_t> open;  // rows of the sub-batch still scanning
+  };
+  thread_local Scratch scratch;
+  std::vector<ItemIndex>& excluded = scratch.excluded;
+  excluded.assign(options.excluded.begin(), options.excluded.end());
   std::sort(excluded.begin(), excluded.end());
-
-  std::vector<float> gathered(kPruneUsers * k), scores(kPruneUsers * kPruneItemBlock);
-  std::vector<TopKHeap> heaps(kPruneUsers);
-  std::vector<std::size_t> open;  // rows of the sub-batch still scanning
-  std::vector<float> user_norm(kPruneUsers), offset(kPruneUsers);
+  std::vector<float>& gathered = scratch.gathered;
+  std::vector<float>& scores = scratch.scores;
+  std::vector<float>& user_norm = scratch.user_norm;
+  std::vector<float>& offset = scratch.offset;
+  std::vector<TopKHeap>& heaps = scratch.heaps;
+  std::vector<std::size_t>& open = scratch.open;
+  gathered.resize(kPruneUsers * k);
+  scores.resize(kPruneUsers * kPruneItemBlock);
+  user_norm.resize(kPruneUsers);
+  offset.resize(kPruneUsers);
+  heaps.resize(kPruneUsers);
   for (std::size_t first = 0; first < users.size(); first += kPruneUsers) {
     const std::size_t count = std::min(kPruneUsers, users.size() - first);
     open.clear();

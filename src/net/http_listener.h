@@ -1,0 +1,34 @@
+// cpp-httplib glue shared by the HTTP front ends (`recforge ui`, `recforge serve`):
+// exclusive port binding, the listen thread, and the loopback checks behind the
+// DNS-rebinding guard. Consumers carry cpp-httplib's pkg-config flags (Debian's build
+// fixes its class layout), which linking recforge_http passes on.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace recforge::net {
+
+// "localhost", "::1", "[::1]" or 127.x.x.x.
+bool IsLoopbackHost(std::string_view host);
+
+// A Host header without its port ("127.0.0.1:5000" -> "127.0.0.1", "[::1]:80" -> "[::1]").
+std::string_view HostName(std::string_view header);
+
+// httplib's default socket options set SO_REUSEPORT, which lets a second server bind the
+// same port and silently share the traffic. This keeps SO_REUSEADDR (a quick restart
+// after TIME_WAIT still works) and TCP_NODELAY, so an occupied port is an error.
+void UseExclusivePort(httplib::Server& server);
+
+// Binds host:port (0: an ephemeral port) and runs the listen loop on `thread`, which
+// sets `done` when the loop ends. Returns the bound port once the server accepts
+// (a stop() before the loop started would otherwise be lost). Throws IoError when the
+// address cannot be bound.
+int StartListening(httplib::Server& server, const std::string& host, int port, std::thread& thread,
+                   std::atomic<bool>& done);
+
+}  // namespace recforge::net
