@@ -18,46 +18,10 @@
 #include <vector>
 
 #include "dashboard_fixture.h"
+#include "testlib/browser.h"
 
 namespace recforge::testing {
 namespace {
-
-std::string ChromiumPath() {
-  if (const char* path = std::getenv("RECFORGE_CHROMIUM"); path && *path) return path;
-  for (const char* candidate : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
-    if (access(candidate, X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// Runs argv (no shell) and returns its stdout; stderr goes to `err_file`.
-std::string Capture(const std::vector<std::string>& args, const fs::path& err_file, int* exit_code) {
-  int out_pipe[2];
-  if (pipe(out_pipe) != 0) throw std::runtime_error("pipe failed");
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out_pipe[1], STDOUT_FILENO);
-    int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (err >= 0) dup2(err, STDERR_FILENO);
-    close(out_pipe[0]);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (auto& arg : copy) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  std::string out;
-  char buffer[65536];
-  ssize_t n;
-  while ((n = read(out_pipe[0], buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<std::size_t>(n));
-  close(out_pipe[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return out;
-}
 
 // `recforge ui --port 0` as a child process; the URL is the first stdout line.
 class UiProcess {
@@ -122,45 +86,19 @@ class DashboardBrowser : public ::testing::Test {
     if (chromium_.empty()) GTEST_SKIP() << "chromium not found (apt-get install chromium, or set RECFORGE_CHROMIUM)";
   }
 
-  std::vector<std::string> Browser(const std::vector<std::string>& extra, const std::string& url) {
-    std::vector<std::string> args = {"/usr/bin/timeout", "120", chromium_, "--headless", "--no-sandbox",
-                                     "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                                     "--hide-scrollbars", "--user-data-dir=" + (dir_ / "chromium").string(),
-                                     "--virtual-time-budget=5000"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    args.push_back(url);
-    return args;
-  }
-
   // The DOM after the page's scripts ran.
   std::string Dom(const std::string& url) {
-    int exit_code = -1;
-    std::string dom = Capture(Browser({"--dump-dom"}, url), dir_ / "chromium.log", &exit_code);
-    EXPECT_EQ(exit_code, 0) << url;
+    std::string dom = HeadlessChromium(chromium_, dir_.path()).Dom(url);
     EXPECT_NE(dom.find("data-ready=\"true\""), std::string::npos) << url << " did not finish rendering:\n" << dom;
     return dom;
   }
 
   void Screenshot(const std::string& url, const std::string& name) {
-    const fs::path png = dir_ / name;
-    int exit_code = -1;
-    Capture(Browser({"--screenshot=" + png.string(), "--window-size=1280,900"}, url), dir_ / "chromium.log",
-            &exit_code);
-    EXPECT_EQ(exit_code, 0) << url;
-    ASSERT_TRUE(fs::exists(png)) << url;
-    EXPECT_GT(fs::file_size(png), 20000u) << png << " looks blank";
-    std::ifstream in(png, std::ios::binary);
-    char magic[8] = {};
-    in.read(magic, 8);
-    EXPECT_EQ(std::string(magic + 1, 3), "PNG");
-    if (const char* keep = std::getenv("RECFORGE_SCREENSHOT_DIR"); keep && *keep) {
-      fs::create_directories(keep);
-      fs::copy_file(png, fs::path(keep) / name, fs::copy_options::overwrite_existing);
-    }
+    HeadlessChromium(chromium_, dir_.path()).Screenshot(url, dir_ / name, "1280,900");
   }
 
   static void ExpectIn(const std::string& dom, const std::string& text, const std::string& page) {
-    EXPECT_NE(dom.find(text), std::string::npos) << "'" << text << "' missing from " << page;
+    ExpectInPage(dom, text, page);
   }
 
   TempDir dir_;

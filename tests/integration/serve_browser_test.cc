@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "testlib/browser.h"
 #include "testlib/testlib.h"
 
 namespace recforge::testing {
@@ -29,45 +30,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ChromiumPath() {
-  if (const char* path = std::getenv("RECFORGE_CHROMIUM"); path && *path) return path;
-  for (const char* candidate : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
-    if (access(candidate, X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
 std::vector<char*> Argv(std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   return argv;
-}
-
-// Runs argv (no shell) and returns its stdout; stderr goes to `err_file`.
-std::string Capture(std::vector<std::string> args, const fs::path& err_file, int* exit_code) {
-  int out_pipe[2];
-  if (pipe(out_pipe) != 0) throw std::runtime_error("pipe failed");
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out_pipe[1], STDOUT_FILENO);
-    int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (err >= 0) dup2(err, STDERR_FILENO);
-    close(out_pipe[0]);
-    std::vector<char*> argv = Argv(args);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  std::string out;
-  char buffer[65536];
-  ssize_t n;
-  while ((n = read(out_pipe[0], buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<std::size_t>(n));
-  close(out_pipe[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return out;
 }
 
 // `recforge serve ... --port 0` as a child process, run in `dir` (its event log and any
@@ -153,7 +120,7 @@ class ServeBrowser : public ::testing::Test {
     chromium_ = ChromiumPath();
     if (chromium_.empty()) GTEST_SKIP() << "chromium not found (apt-get install chromium, or set RECFORGE_CHROMIUM)";
     int exit_code = -1;
-    serve_help_ = Capture({RECFORGE_CLI_BINARY, "serve", "--help"}, dir_ / "help.log", &exit_code);
+    serve_help_ = CaptureCommand({RECFORGE_CLI_BINARY, "serve", "--help"}, dir_ / "help.log", &exit_code);
     if (exit_code != 0) GTEST_SKIP() << "`recforge serve --help` failed (exit " << exit_code << "): no serve command yet";
   }
 
@@ -180,43 +147,14 @@ class ServeBrowser : public ::testing::Test {
     return args;
   }
 
-  std::vector<std::string> Browser(const std::vector<std::string>& extra, const std::string& url) {
-    std::vector<std::string> args = {"/usr/bin/timeout", "120", chromium_, "--headless", "--no-sandbox",
-                                     "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                                     "--hide-scrollbars", "--user-data-dir=" + (dir_ / "chromium").string(),
-                                     "--virtual-time-budget=5000"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    args.push_back(url);
-    return args;
-  }
-
-  std::string Dom(const std::string& url) {
-    int exit_code = -1;
-    std::string dom = Capture(Browser({"--dump-dom"}, url), dir_ / "chromium.log", &exit_code);
-    EXPECT_EQ(exit_code, 0) << url;
-    return dom;
-  }
+  std::string Dom(const std::string& url) { return HeadlessChromium(chromium_, dir_.path()).Dom(url); }
 
   void Screenshot(const std::string& url, const std::string& name) {
-    const fs::path png = dir_ / name;
-    int exit_code = -1;
-    Capture(Browser({"--screenshot=" + png.string(), "--window-size=1280,1000"}, url), dir_ / "chromium.log",
-            &exit_code);
-    EXPECT_EQ(exit_code, 0) << url;
-    ASSERT_TRUE(fs::exists(png)) << url;
-    EXPECT_GT(fs::file_size(png), 20000u) << png << " looks blank";
-    std::ifstream in(png, std::ios::binary);
-    char magic[8] = {};
-    in.read(magic, 8);
-    EXPECT_EQ(std::string(magic + 1, 3), "PNG");
-    if (const char* keep = std::getenv("RECFORGE_SCREENSHOT_DIR"); keep && *keep) {
-      fs::create_directories(keep);
-      fs::copy_file(png, fs::path(keep) / name, fs::copy_options::overwrite_existing);
-    }
+    HeadlessChromium(chromium_, dir_.path()).Screenshot(url, dir_ / name, "1280,1000");
   }
 
   static void ExpectIn(const std::string& dom, const std::string& text, const std::string& page) {
-    EXPECT_NE(dom.find(text), std::string::npos) << "'" << text << "' missing from " << page;
+    ExpectInPage(dom, text, page);
   }
 
   TempDir dir_;
