@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates ccache
   # libraries
   libeigen3-dev        # dense linear algebra (factor models)
   libopenblas-dev      # BLAS with run-time CPU dispatch (batch scoring, Gram matrices)
@@ -19,6 +19,7 @@ PACKAGES=(
   libyaml-cpp-dev      # config files
   libcpp-httplib-dev   # HTTP server (experiment dashboard, serving)
   libhnswlib-dev       # approximate nearest neighbours for retrieval at scale (serving)
+  libxgboost-dev       # LambdaMART ranker of the two-stage model (C API)
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-pandas   # bench peers and the synthetic generator
@@ -26,6 +27,7 @@ PACKAGES=(
   chromium                               # headless browser for the dashboard test
   wrk python3-fastapi python3-uvicorn    # serving benchmark: load generator and the Python peer
   python3-uvloop python3-httptools       # uvicorn's fast event loop and HTTP parser (uvicorn[standard])
+  python3-torch python3-gensim python3-sklearn   # model peers: PyTorch NeuMF / SASRec, gensim Word2Vec / LDA, scikit-learn LDA
 )
 
 SUDO=""

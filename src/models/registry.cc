@@ -8,6 +8,12 @@
 #include "factor/als_families.h"
 #include "factor/sgd_families.h"
 #include "neighbors/families.h"
+#include "embedding/families.h"
+#include "neural/families.h"
+#include "sequence/families.h"
+#include "topic/families.h"
+#include "hybrid/families.h"
+#include "ranking/families.h"
 #include "recforge/core/error.h"
 
 namespace recforge::models {
@@ -18,6 +24,12 @@ const std::vector<ModelFamily>& ModelFamilies() {
 #include "neighbors/families.inc"
 #include "factor/als_families.inc"
 #include "factor/sgd_families.inc"
+#include "embedding/families.inc"
+#include "neural/families.inc"
+#include "sequence/families.inc"
+#include "topic/families.inc"
+#include "hybrid/families.inc"
+#include "ranking/families.inc"
   };
   return families;
 }

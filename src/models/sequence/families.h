@@ -1,0 +1,1 @@
+// Model families of this group: header includes (owned by the group).
