@@ -34,6 +34,8 @@ struct EvalArgs {
   int bootstrap = 1000;
   std::uint64_t seed = 42;
   bool json = false;
+  bool cold_items = false;               // evaluate only: --cold-items
+  std::string cold_candidates = "cold";  // evaluate only: --cold-candidates
 
   eval::EvalOptions ToOptions() const {
     eval::EvalOptions options;
@@ -46,6 +48,8 @@ struct EvalArgs {
     options.part = part;
     options.bootstrap_samples = bootstrap;
     options.seed = seed;
+    options.cold_items = cold_items;
+    options.cold_candidates = eval::EvalOptions::ParseColdCandidates(cold_candidates);
     options.Validate();
     return options;
   }
@@ -55,14 +59,17 @@ struct EvalArgs {
     std::string k_list, metric_list;
     for (int k : ks) k_list += (k_list.empty() ? "" : ",") + std::to_string(k);
     for (const auto& metric : metrics) metric_list += (metric_list.empty() ? "" : ",") + metric;
-    return {{"dataset", dataset},
-            {"k", k_list},
-            {"protocol", protocol},
-            {"metrics", metric_list.empty() ? std::string("all") : metric_list},
-            {"relevance_threshold", relevance_threshold ? fmt::format("{}", *relevance_threshold) : std::string()},
-            {"part", part},
-            {"bootstrap", std::to_string(bootstrap)},
-            {"seed", std::to_string(seed)}};
+    std::map<std::string, std::string> params = {
+        {"dataset", dataset},
+        {"k", k_list},
+        {"protocol", protocol},
+        {"metrics", metric_list.empty() ? std::string("all") : metric_list},
+        {"relevance_threshold", relevance_threshold ? fmt::format("{}", *relevance_threshold) : std::string()},
+        {"part", part},
+        {"bootstrap", std::to_string(bootstrap)},
+        {"seed", std::to_string(seed)}};
+    if (cold_items) params["cold_items"] = cold_candidates;  // only when asked: old runs keep their keys
+    return params;
   }
 };
 
@@ -70,7 +77,8 @@ void AddSharedOptions(CLI::App* cmd, EvalArgs& args) {
   cmd->add_option("--dataset,-d", args.dataset, "Prepared dataset directory")->required();
   cmd->add_option(
          "--protocol", args.protocol,
-         "full (rank every unseen item) or sampled:N (relevant items + N sampled negatives)")
+         "full (rank every unseen item), sampled:N (relevant items + N sampled negatives) or "
+         "next-item (leave-one-out: history = train + val in time order, rank the held-out item)")
       ->capture_default_str();
   cmd->add_option("--relevance-threshold", args.relevance_threshold,
                   "Test rows with rating >= T are relevant (default: every test row)");
@@ -121,6 +129,21 @@ std::string FormatReport(const eval::EvalReport& report, const std::string& titl
       report.protocol, report.part, report.users_evaluated, report.users_skipped,
       report.relevance_threshold ? fmt::format("rating >= {}", *report.relevance_threshold)
                                  : std::string("every held-out row"));
+  if (report.next_item) {
+    out += fmt::format(
+        "  next-item (leave-one-out): history = train{} rows in time order, every other catalog item "
+        "ranked; {} users scored from their history, {} from the fitted user\n",
+        report.part == "test" ? " + val" : "", report.next_item->from_history,
+        report.next_item->from_fitted_user);
+  }
+  if (report.cold_items) {
+    out += fmt::format(
+        "  cold items only: {} users with cold {} items, {} distinct cold items relevant; candidates: {}\n",
+        report.users_evaluated, report.part, report.cold_items->relevant_cold_items,
+        report.cold_items->candidates == "cold"
+            ? fmt::format("the {} cold catalog items", report.cold_items->catalog_cold_items)
+            : fmt::format("every unseen catalog item ({} of them cold)", report.cold_items->catalog_cold_items));
+  }
   std::size_t width = 6;
   for (const auto& key : report.metric_order) width = std::max(width, key.size());
   std::string header =
@@ -324,6 +347,13 @@ void AddEvaluate(CLI::App& app, GlobalOptions& globals, CommandBody& selected) {
                   "coverage, novelty, diversity, rmse, mae (default: every applicable one)")
       ->delimiter(',');
   cmd->add_option("--per-user", args->per_user, "Write per-user metrics to this CSV file");
+  cmd->add_flag("--cold-items", args->shared.cold_items,
+                "Only test items without training interactions are relevant (users without one are "
+                "skipped); ranking accuracy only");
+  cmd->add_option("--cold-candidates", args->shared.cold_candidates,
+                  "With --cold-items: rank only the cold catalog items (cold) or every unseen item (all)")
+      ->check(CLI::IsMember({"cold", "all"}))
+      ->capture_default_str();
   cmd->add_option("--bootstrap", args->shared.bootstrap,
                   "Bootstrap resamples of the 95% CIs (0 = no CIs)")
       ->capture_default_str();

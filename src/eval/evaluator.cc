@@ -97,6 +97,8 @@ Selection Select(const EvalOptions& options, const models::Recommender& model, b
   const bool explicit_list = !options.metrics.empty();
   std::set<std::string> wanted(options.metrics.begin(), options.metrics.end());
   if (!explicit_list) wanted.insert(MetricNames().begin(), MetricNames().end());
+  const bool restricted = options.protocol == Protocol::kNextItem || options.cold_items;
+  if (!explicit_list && options.protocol == Protocol::kNextItem) wanted = {"hit_rate", "ndcg", "mrr"};
   auto take = [&](const std::string& name, bool applies, const std::string& why) {
     if (!wanted.count(name)) return false;
     if (!applies && explicit_list) notes.push_back(fmt::format("{}: left out, {}", name, why));
@@ -105,6 +107,14 @@ Selection Select(const EvalOptions& options, const models::Recommender& model, b
   Selection selection;
   for (std::size_t a = 0; a < kAccuracyCount; ++a) {
     if (wanted.count(kAccuracyNames[a])) selection.accuracy.push_back(a);
+  }
+  if (restricted) {  // next-item / --cold-items: ranking accuracy only
+    const std::string why = options.cold_items ? "--cold-items reports ranking accuracy only"
+                                               : "the next-item protocol reports ranking accuracy only";
+    for (const char* name : {"auc", "coverage", "novelty", "diversity", "rmse", "mae"}) {
+      if (explicit_list && wanted.count(name)) notes.push_back(fmt::format("{}: left out, {}", name, why));
+    }
+    return selection;
   }
   const bool full = options.protocol == Protocol::kFull;
   const std::string sampled_why = "it describes real top-K lists, not lists of sampled candidates";
@@ -200,6 +210,7 @@ struct Job {
   std::vector<std::uint32_t> popularity;
   std::size_t n_train_users = 0;
   std::vector<std::vector<std::uint32_t>> categories;
+  std::span<const ItemIndex> candidates;  // --cold-items with cold candidates; empty = all
 };
 
 // Fills the list-derived columns of one user's row.
@@ -235,6 +246,7 @@ void RunFullProtocol(Job& job, CoverageAccumulator& coverage) {
   models::RecommendOptions options;
   options.k = job.ks.back();
   options.exclude_seen = true;
+  options.candidates = job.candidates;
   // Users go through in chunks: the lists of one chunk are all that is held at once.
   const std::size_t chunk = std::max<std::size_t>(4096, 512 * static_cast<std::size_t>(threads));
   constexpr std::size_t kBlock = 64;
@@ -405,6 +417,88 @@ void RunSampledProtocol(Job& job, const UserGroups& part_items, const UserGroups
   }
 }
 
+// Each user's history for the next-item protocol: its rows of the given parts in
+// (time, item) order, with their ratings.
+struct Histories {
+  std::vector<std::uint64_t> offsets;  // n_users + 1
+  std::vector<ItemIndex> items;
+  std::vector<float> values;
+};
+
+Histories BuildHistories(std::span<const data::Interactions* const> parts, std::size_t n_users,
+                         std::size_t n_items) {
+  struct Entry {
+    Timestamp time;
+    ItemIndex item;
+    float value;
+  };
+  std::vector<std::vector<Entry>> by_user(n_users);
+  for (const data::Interactions* part : parts) {
+    for (std::size_t row = 0; row < part->size(); ++row) {
+      if (part->users[row] >= n_users || part->items[row] >= n_items) {
+        throw FormatError(fmt::format("next-item history row {}: user {} / item {} outside the id maps", row,
+                                      part->users[row], part->items[row]));
+      }
+      by_user[part->users[row]].push_back({part->times[row], part->items[row], part->ratings[row]});
+    }
+  }
+  Histories histories;
+  histories.offsets.assign(n_users + 1, 0);
+  for (std::size_t user = 0; user < n_users; ++user) {
+    auto& entries = by_user[user];
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+      return a.time != b.time ? a.time < b.time : a.item < b.item;
+    });
+    for (const Entry& entry : entries) {
+      histories.items.push_back(entry.item);
+      histories.values.push_back(entry.value);
+    }
+    histories.offsets[user + 1] = histories.items.size();
+    std::vector<Entry>().swap(entries);
+  }
+  return histories;
+}
+
+// Leave-one-out next-item ranking: score every item for the user's history (ScoreHistory,
+// else the fitted user), exclude the history, rank. `from_history[k]` records which.
+void RunNextItemProtocol(Job& job, const Histories& histories, std::vector<std::uint8_t>& from_history) {
+  const auto& model = job.model;
+  const int threads = std::max(1, job.ctx.threads);
+  const std::size_t n_users = job.users.size();
+  const std::size_t width = job.layout.width;
+  const std::size_t n_items = job.n_items;
+  constexpr std::size_t kBlock = 16;
+  from_history.assign(n_users, 0);
+  const std::size_t n_blocks = (n_users + kBlock - 1) / kBlock;
+  ParallelFor<std::size_t>(
+      0, n_blocks, threads,
+      [&](std::size_t block) {
+        std::vector<float> row(n_items);
+        std::vector<RankingValues> scratch;
+        models::RankedItems list;
+        const std::size_t first = block * kBlock;
+        const std::size_t last = std::min(n_users, first + kBlock);
+        for (std::size_t k = first; k < last; ++k) {
+          const UserIndex user = job.users[k];
+          const std::size_t begin = histories.offsets[user], end = histories.offsets[user + 1];
+          std::span<const ItemIndex> items(histories.items.data() + begin, end - begin);
+          std::span<const float> values(histories.values.data() + begin, end - begin);
+          bool scored = !items.empty() && model.ScoreHistory(items, values, row.data());
+          if (!scored) model.ScoreUsers(std::span<const UserIndex>(&user, 1), row.data());
+          from_history[k] = scored ? 1 : 0;
+          for (ItemIndex item : items) row[item] = kNegInf;
+          for (ItemIndex item : model.seen().RowIndices(user)) row[item] = kNegInf;
+          for (float& score : row) {
+            if (std::isnan(score)) score = kNegInf;
+          }
+          models::TopK(row.data(), n_items, job.ks.back(), list);
+          FillListColumns(job, list.items, job.relevant.Of(user), &job.values[k * width], scratch);
+        }
+      },
+      Schedule::kDynamic, 1);
+  job.ctx.ReportProgress("evaluate", n_users, n_users);
+}
+
 // Mean of the defined (non-NaN) values of one column; NaN when none.
 double ColumnMean(const std::vector<double>& values, std::size_t n_rows, std::size_t width,
                   std::size_t column, std::size_t* defined = nullptr) {
@@ -474,6 +568,7 @@ const std::vector<std::string>& MetricNames() {
 
 std::pair<Protocol, int> EvalOptions::ParseProtocol(std::string_view text) {
   if (text == "full") return {Protocol::kFull, 0};
+  if (text == "next-item") return {Protocol::kNextItem, 0};
   constexpr std::string_view kPrefix = "sampled:";
   if (text.substr(0, kPrefix.size()) == kPrefix) {
     std::string_view number = text.substr(kPrefix.size());
@@ -484,12 +579,20 @@ std::pair<Protocol, int> EvalOptions::ParseProtocol(std::string_view text) {
     }
   }
   throw InvalidArgument(fmt::format(
-      "--protocol '{}' is invalid (valid: full, sampled:N with N >= 1 negatives per user)", text));
+      "--protocol '{}' is invalid (valid: full, sampled:N with N >= 1 negatives per user, next-item)",
+      text));
 }
 
 std::string EvalOptions::ProtocolLabel() const {
+  if (protocol == Protocol::kNextItem) return "next-item";
   return protocol == Protocol::kFull ? std::string("full")
                                      : fmt::format("sampled:{}", sampled_negatives);
+}
+
+ColdCandidates EvalOptions::ParseColdCandidates(std::string_view text) {
+  if (text == "cold") return ColdCandidates::kCold;
+  if (text == "all") return ColdCandidates::kAll;
+  throw InvalidArgument(fmt::format("--cold-candidates '{}' is invalid (valid: cold, all)", text));
 }
 
 void EvalOptions::Validate() const {
@@ -513,6 +616,9 @@ void EvalOptions::Validate() const {
   }
   if (relevance_threshold && !std::isfinite(*relevance_threshold)) {
     throw InvalidArgument("--relevance-threshold must be a finite number");
+  }
+  if (cold_items && protocol != Protocol::kFull) {
+    throw InvalidArgument(fmt::format("--cold-items needs --protocol full (got {})", ProtocolLabel()));
   }
 }
 
@@ -577,8 +683,21 @@ EvalReport Evaluate(const models::Recommender& model, const data::PreparedDatase
 
   // Relevant items per user; users with rows in the part but none relevant are skipped.
   const auto threshold = options.relevance_threshold;
+  // --cold-items: items without train rows.
+  std::vector<std::uint8_t> cold;
+  std::vector<ItemIndex> cold_catalog;
+  if (options.cold_items) {
+    cold.assign(n_items, 1);
+    for (ItemIndex item : prepared.train.items) {
+      if (item < n_items) cold[item] = 0;
+    }
+    for (std::size_t item = 0; item < n_items; ++item) {
+      if (cold[item]) cold_catalog.push_back(static_cast<ItemIndex>(item));
+    }
+  }
   const UserGroups relevant = GroupByUser(*part, n_users, n_items, [&](std::size_t row) {
-    return !threshold || part->ratings[row] >= *threshold;
+    return (!threshold || part->ratings[row] >= *threshold) &&
+           (!options.cold_items || cold[part->items[row]] != 0);
   });
   const UserGroups part_items =
       GroupByUser(*part, n_users, n_items, [](std::size_t) { return true; });
@@ -592,7 +711,21 @@ EvalReport Evaluate(const models::Recommender& model, const data::PreparedDatase
   }
   report.users_evaluated = users.size();
   if (users.empty()) {
-    report.notes.push_back(fmt::format("no user has a relevant item in the {} part", options.part));
+    report.notes.push_back(fmt::format("no user has a relevant {}item in the {} part",
+                                       options.cold_items ? "cold " : "", options.part));
+  }
+  if (options.cold_items) {
+    EvalReport::ColdItems summary;
+    summary.candidates = options.cold_candidates == ColdCandidates::kCold ? "cold" : "all";
+    summary.catalog_cold_items = cold_catalog.size();
+    std::vector<std::uint8_t> counted(n_items, 0);
+    for (UserIndex user : users) {
+      for (ItemIndex item : relevant.Of(user)) {
+        summary.relevant_cold_items += counted[item] ? 0 : 1;
+        counted[item] = 1;
+      }
+    }
+    report.cold_items = summary;
   }
 
   PerUserTable& table = report.per_user;
@@ -604,7 +737,10 @@ EvalReport Evaluate(const models::Recommender& model, const data::PreparedDatase
   table.values.assign(users.size() * layout.width, kNaN);
 
   Job job{model,    options, ctx,          selection, layout, {}, n_items,
-          relevant, users,   table.values, {},        0,      {}};
+          relevant, users,   table.values, {},        0,      {},  {}};
+  if (options.cold_items && options.cold_candidates == ColdCandidates::kCold) {
+    job.candidates = cold_catalog;
+  }
   job.ks.assign(ks.begin(), ks.end());
   if (selection.novelty) {
     // Popularity = distinct training users per item (the seen matrix holds distinct pairs).
@@ -620,6 +756,23 @@ EvalReport Evaluate(const models::Recommender& model, const data::PreparedDatase
   if (!users.empty() && (selection.NeedsLists() || selection.auc)) {
     if (options.protocol == Protocol::kFull) {
       RunFullProtocol(job, coverage);
+    } else if (options.protocol == Protocol::kNextItem) {
+      std::vector<const data::Interactions*> parts = {&prepared.train};
+      if (options.part == "test" && prepared.val) parts.push_back(&*prepared.val);
+      const Histories histories = BuildHistories(parts, n_users, n_items);
+      std::vector<std::uint8_t> from_history;
+      RunNextItemProtocol(job, histories, from_history);
+      EvalReport::NextItemScoring scoring;
+      for (std::uint8_t flag : from_history) (flag ? scoring.from_history : scoring.from_fitted_user)++;
+      report.next_item = scoring;
+      std::size_t several = 0;
+      for (UserIndex user : users) several += relevant.Size(user) > 1 ? 1 : 0;
+      if (several > 0) {
+        report.notes.push_back(fmt::format(
+            "next-item: {} users have more than one relevant {} item; all of them count as relevant "
+            "(leave-one-out has exactly one: data prepare --split leave-one-out)",
+            several, options.part));
+      }
     } else {
       std::optional<UserGroups> other_items;
       if (other_part != nullptr) {
@@ -723,6 +876,15 @@ nlohmann::json EvalReport::ToJson() const {
                         {"seconds", seconds}};
   out["relevance_threshold"] =
       relevance_threshold ? nlohmann::json(*relevance_threshold) : nlohmann::json();
+  if (cold_items) {
+    out["cold_items"] = {{"candidates", cold_items->candidates},
+                         {"catalog_cold_items", cold_items->catalog_cold_items},
+                         {"relevant_cold_items", cold_items->relevant_cold_items}};
+  }
+  if (next_item) {
+    out["next_item"] = {{"scored_from_history", next_item->from_history},
+                        {"scored_from_fitted_user", next_item->from_fitted_user}};
+  }
   return out;
 }
 

@@ -15,6 +15,25 @@
 // labelled "sampled:N" in every output and is never the default. Coverage, novelty and
 // diversity are not computed under it (they describe real lists, not sampled ones).
 //
+// `next-item` (issue 6) is leave-one-out next-item evaluation, meant for datasets
+// prepared with `data prepare --split leave-one-out` (last row -> test, second-last ->
+// val). Each user's history is its train rows followed by its val rows (evaluating the
+// val part: train rows only), in (time, item) order. The model scores every catalog item
+// for that history through ScoreHistory (items oldest first, values = the ratings) when
+// the family supports it, else from its fitted user (ScoreUsers); the history's items
+// are excluded and the rest ranked (ties to the smaller index). Relevant = the user's
+// relevant test items (exactly one after leave-one-out; with several, all count and a
+// note says so). Default metrics: hit_rate, ndcg and mrr at each K (precision, recall
+// and map when asked for; nothing beyond accuracy). Labelled "next-item" everywhere.
+//
+// `cold_items` (issue 6, `--cold-items`) restricts the full protocol to cold items:
+// relevant = the user's relevant test items that have no train rows; users without
+// one are skipped (counted in users_skipped). Candidates: only the catalog's cold items
+// (ColdCandidates::kCold, the default: training popularity and warm-item scores cannot
+// push a cold item out of the list, so hybrid, content and popularity models are
+// compared on ranking new items against each other), or every unseen catalog item
+// (kAll). Accuracy metrics only.
+//
 // Thread-safety: Evaluate only calls const model methods; it runs on ctx.threads
 // threads and may be called concurrently for different reports. Deterministic for a
 // given options.seed whatever the thread count.
@@ -36,7 +55,10 @@
 
 namespace recforge::eval {
 
-enum class Protocol { kFull, kSampled };
+enum class Protocol { kFull, kSampled, kNextItem };
+
+// Candidates of --cold-items: only the catalog's cold items, or every item.
+enum class ColdCandidates { kCold, kAll };
 
 // Every metric name EvalOptions::metrics accepts, in report order.
 const std::vector<std::string>& MetricNames();
@@ -55,13 +77,18 @@ struct EvalOptions {
   std::uint64_t seed = 42;                   // bootstrap and negative sampling
   bool keep_per_user = false;                // fill EvalReport::per_user (ComparePaired needs it)
   std::string part = "test";                 // "test" or "val"
+  bool cold_items = false;                   // restrict to cold test items (full protocol)
+  ColdCandidates cold_candidates = ColdCandidates::kCold;
 
-  // Parses "full" or "sampled:N" (N >= 1); throws InvalidArgument.
+  // Parses "full", "sampled:N" (N >= 1) or "next-item"; throws InvalidArgument.
   static std::pair<Protocol, int> ParseProtocol(std::string_view text);
-  // "full" or "sampled:N".
+  // "full", "sampled:N" or "next-item".
   std::string ProtocolLabel() const;
+  // Parses "cold" or "all"; throws InvalidArgument.
+  static ColdCandidates ParseColdCandidates(std::string_view text);
   // Throws InvalidArgument naming the option: ks >= 1, known metric names, part test|val,
-  // bootstrap_samples >= 0, sampled_negatives >= 1, a finite threshold.
+  // bootstrap_samples >= 0, sampled_negatives >= 1, a finite threshold, cold_items only
+  // with the full protocol.
   void Validate() const;
 };
 
@@ -104,10 +131,26 @@ struct EvalReport {
   double seconds = 0;
   PerUserTable per_user;  // filled when EvalOptions::keep_per_user
 
+  // --cold-items: what was ranked (absent otherwise).
+  struct ColdItems {
+    std::string candidates;               // "cold" or "all"
+    std::size_t catalog_cold_items = 0;   // catalog items without train rows
+    std::size_t relevant_cold_items = 0;  // distinct cold items relevant to an evaluated user
+  };
+  std::optional<ColdItems> cold_items;
+  // next-item: how the evaluated users were scored (absent otherwise).
+  struct NextItemScoring {
+    std::size_t from_history = 0;       // ScoreHistory over train (+ val) items
+    std::size_t from_fitted_user = 0;   // the family has no ScoreHistory: ScoreUsers
+  };
+  std::optional<NextItemScoring> next_item;
+
   // {"protocol", "part", "model", "users_evaluated", "users_skipped", "ks",
   //  "relevance_threshold" (null when none), "n_items", "metrics": {...},
   //  "confidence_intervals": {"ndcg@10": [low, high], ...}, "confidence_level": 0.95,
-  //  "bootstrap_samples", "seed", "notes", "seconds"}
+  //  "bootstrap_samples", "seed", "notes", "seconds"}, plus "cold_items":
+  //  {"candidates", "catalog_cold_items", "relevant_cold_items"} with --cold-items and
+  //  "next_item": {"scored_from_history", "scored_from_fitted_user"} under next-item.
   nlohmann::json ToJson() const;
 };
 
