@@ -8,6 +8,8 @@
 #include <numbers>
 #include <numeric>
 
+#include <cblas.h>
+
 #include "factor/eigen.h"
 #include "recforge/core/error.h"
 #include "recforge/core/parallel.h"
@@ -20,8 +22,6 @@ namespace {
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ColVec = Eigen::VectorXf;
 using RowVec = Eigen::RowVectorXf;
-using MatMap = Eigen::Map<Mat>;
-using ConstMatMap = Eigen::Map<const Mat>;
 using RowMap = Eigen::Map<RowVec>;
 using ConstRowMap = Eigen::Map<const RowVec>;
 
@@ -106,6 +106,18 @@ void ApplyMask(Mat& x, const Mat& mask) {
   if (mask.size() > 0) x.array() *= mask.array();
 }
 
+// C = op(A) op(B) + beta C on row-major storage, op(A) m x k, through OpenBLAS: it
+// dispatches on the CPU at run time (AVX2 / AVX-512), where Eigen is compiled for the
+// portable baseline; single-threaded (FactorModel::UseSingleThreadedBlas), we
+// parallelise over shards. lda / ldb / ldc are row strides (a head is a column slice).
+inline void Gemm(bool trans_a, bool trans_b, Eigen::Index m, Eigen::Index n, Eigen::Index k,
+                 const float* a, Eigen::Index lda, const float* b, Eigen::Index ldb, float beta, float* c,
+                 Eigen::Index ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda),
+              b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
 inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // log(1 + exp(x)) without overflow.
 inline double Softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
@@ -139,17 +151,21 @@ class Network {
       BlockCache& c = ws.blocks[b];
       const float* w = net_ + l_.block_begin + b * l_.block_size;
       LayerNormForward(c.x_in, w + l_.ln1_g, w + l_.ln1_b, c.a_hat, c.a_rstd, c.a);
-      c.q.noalias() = c.a * ConstMatMap(w + l_.wq, d, d);
+      c.q.resize(n, d);
+      Gemm(false, false, n, d, d, c.a.data(), d, w + l_.wq, d, 0.0f, c.q.data(), d);
       c.q.rowwise() += ConstRowMap(w + l_.bq, d);
-      c.k.noalias() = c.a * ConstMatMap(w + l_.wk, d, d);
+      c.k.resize(n, d);
+      Gemm(false, false, n, d, d, c.a.data(), d, w + l_.wk, d, 0.0f, c.k.data(), d);
       c.k.rowwise() += ConstRowMap(w + l_.bk, d);
-      c.v.noalias() = c.a * ConstMatMap(w + l_.wv, d, d);
+      c.v.resize(n, d);
+      Gemm(false, false, n, d, d, c.a.data(), d, w + l_.wv, d, 0.0f, c.v.data(), d);
       c.v.rowwise() += ConstRowMap(w + l_.bv, d);
       c.p.resize(l_.heads);
       c.o.resize(n, d);
       for (Eigen::Index h = 0; h < heads; ++h) {
         Mat& p = c.p[h];
-        p.noalias() = c.q.middleCols(h * dh, dh) * c.k.middleCols(h * dh, dh).transpose();
+        p.resize(n, n);
+        Gemm(false, true, n, n, dh, c.q.data() + h * dh, d, c.k.data() + h * dh, d, 0.0f, p.data(), n);
         for (Eigen::Index t = 0; t < n; ++t) {  // causal softmax over j <= t
           auto row = p.row(t);
           const float top = (row.head(t + 1) * scale).maxCoeff();
@@ -161,22 +177,25 @@ class Network {
           row.head(t + 1) /= sum;
           row.tail(n - t - 1).setZero();
         }
-        c.o.middleCols(h * dh, dh).noalias() = p * c.v.middleCols(h * dh, dh);
+        Gemm(false, false, n, dh, n, p.data(), n, c.v.data() + h * dh, d, 0.0f, c.o.data() + h * dh, d);
       }
       BlockCache* next_cache = b + 1 < l_.blocks ? &ws.blocks[b + 1] : nullptr;
       Mat& out = next_cache != nullptr ? next_cache->x_in : ws.x_out;
-      c.x_mid.noalias() = c.o * ConstMatMap(w + l_.wo, d, d);
+      c.x_mid.resize(n, d);
+      Gemm(false, false, n, d, d, c.o.data(), d, w + l_.wo, d, 0.0f, c.x_mid.data(), d);
       c.x_mid.rowwise() += ConstRowMap(w + l_.bo, d);
       DropoutMask(c.att_mask, n, d, dropout_, rng);
       ApplyMask(c.x_mid, c.att_mask);
       c.x_mid += c.x_in;
       LayerNormForward(c.x_mid, w + l_.ln2_g, w + l_.ln2_b, c.b_hat, c.b_rstd, c.b);
-      c.h_pre.noalias() = c.b * ConstMatMap(w + l_.w1, d, d);
+      c.h_pre.resize(n, d);
+      Gemm(false, false, n, d, d, c.b.data(), d, w + l_.w1, d, 0.0f, c.h_pre.data(), d);
       c.h_pre.rowwise() += ConstRowMap(w + l_.b1, d);
       c.h = c.h_pre.cwiseMax(0.0f);
       DropoutMask(c.h_mask, n, d, dropout_, rng);
       ApplyMask(c.h, c.h_mask);
-      out.noalias() = c.h * ConstMatMap(w + l_.w2, d, d);
+      out.resize(n, d);
+      Gemm(false, false, n, d, d, c.h.data(), d, w + l_.w2, d, 0.0f, out.data(), d);
       out.rowwise() += ConstRowMap(w + l_.b2, d);
       DropoutMask(c.f_mask, n, d, dropout_, rng);
       ApplyMask(out, c.f_mask);
@@ -203,47 +222,52 @@ class Network {
       // Feed-forward sublayer: out = x_mid + mask_f (h W2 + b2).
       ws.df = ws.dx;
       ApplyMask(ws.df, c.f_mask);
-      MatMap(g + l_.w2, d, d).noalias() += c.h.transpose() * ws.df;
+      Gemm(true, false, d, d, n, c.h.data(), d, ws.df.data(), d, 1.0f, g + l_.w2, d);
       RowMap(g + l_.b2, d) += ws.df.colwise().sum();
-      ws.dh.noalias() = ws.df * ConstMatMap(w + l_.w2, d, d).transpose();
+      ws.dh.resize(n, d);
+      Gemm(false, true, n, d, d, ws.df.data(), d, w + l_.w2, d, 0.0f, ws.dh.data(), d);
       ApplyMask(ws.dh, c.h_mask);
       ws.dh.array() *= (c.h_pre.array() > 0.0f).cast<float>();
-      MatMap(g + l_.w1, d, d).noalias() += c.b.transpose() * ws.dh;
+      Gemm(true, false, d, d, n, c.b.data(), d, ws.dh.data(), d, 1.0f, g + l_.w1, d);
       RowMap(g + l_.b1, d) += ws.dh.colwise().sum();
-      ws.dbn.noalias() = ws.dh * ConstMatMap(w + l_.w1, d, d).transpose();
+      ws.dbn.resize(n, d);
+      Gemm(false, true, n, d, d, ws.dh.data(), d, w + l_.w1, d, 0.0f, ws.dbn.data(), d);
       LayerNormBackward(ws.dbn, c.b_hat, c.b_rstd, w + l_.ln2_g, g + l_.ln2_g, g + l_.ln2_b, ws.dtmp);
       ws.dx += ws.dtmp;  // now d loss / d x_mid
       // Attention sublayer: x_mid = x_in + mask_a (o Wo + bo).
       ws.datt = ws.dx;
       ApplyMask(ws.datt, c.att_mask);
-      MatMap(g + l_.wo, d, d).noalias() += c.o.transpose() * ws.datt;
+      Gemm(true, false, d, d, n, c.o.data(), d, ws.datt.data(), d, 1.0f, g + l_.wo, d);
       RowMap(g + l_.bo, d) += ws.datt.colwise().sum();
-      ws.d_o.noalias() = ws.datt * ConstMatMap(w + l_.wo, d, d).transpose();
+      ws.d_o.resize(n, d);
+      Gemm(false, true, n, d, d, ws.datt.data(), d, w + l_.wo, d, 0.0f, ws.d_o.data(), d);
       ws.dq.resize(n, d);
       ws.dk.resize(n, d);
       ws.dv.resize(n, d);
       for (Eigen::Index h = 0; h < heads; ++h) {
         const Mat& p = c.p[h];
-        auto d_oh = ws.d_o.middleCols(h * dh, dh);
-        ws.dp.noalias() = d_oh * c.v.middleCols(h * dh, dh).transpose();
-        ws.dv.middleCols(h * dh, dh).noalias() = p.transpose() * d_oh;
+        const float* d_oh = ws.d_o.data() + h * dh;
+        ws.dp.resize(n, n);
+        Gemm(false, true, n, n, dh, d_oh, d, c.v.data() + h * dh, d, 0.0f, ws.dp.data(), n);
+        Gemm(true, false, n, dh, n, p.data(), n, d_oh, d, 0.0f, ws.dv.data() + h * dh, d);
         ws.ds.resize(n, n);
         for (Eigen::Index t = 0; t < n; ++t) {
           const float dot = ws.dp.row(t).dot(p.row(t));
           ws.ds.row(t) = (p.row(t).array() * (ws.dp.row(t).array() - dot)) * scale;
         }
-        ws.dq.middleCols(h * dh, dh).noalias() = ws.ds * c.k.middleCols(h * dh, dh);
-        ws.dk.middleCols(h * dh, dh).noalias() = ws.ds.transpose() * c.q.middleCols(h * dh, dh);
+        Gemm(false, false, n, dh, n, ws.ds.data(), n, c.k.data() + h * dh, d, 0.0f, ws.dq.data() + h * dh, d);
+        Gemm(true, false, n, dh, n, ws.ds.data(), n, c.q.data() + h * dh, d, 0.0f, ws.dk.data() + h * dh, d);
       }
-      MatMap(g + l_.wq, d, d).noalias() += c.a.transpose() * ws.dq;
+      Gemm(true, false, d, d, n, c.a.data(), d, ws.dq.data(), d, 1.0f, g + l_.wq, d);
       RowMap(g + l_.bq, d) += ws.dq.colwise().sum();
-      MatMap(g + l_.wk, d, d).noalias() += c.a.transpose() * ws.dk;
+      Gemm(true, false, d, d, n, c.a.data(), d, ws.dk.data(), d, 1.0f, g + l_.wk, d);
       RowMap(g + l_.bk, d) += ws.dk.colwise().sum();
-      MatMap(g + l_.wv, d, d).noalias() += c.a.transpose() * ws.dv;
+      Gemm(true, false, d, d, n, c.a.data(), d, ws.dv.data(), d, 1.0f, g + l_.wv, d);
       RowMap(g + l_.bv, d) += ws.dv.colwise().sum();
-      ws.da.noalias() = ws.dq * ConstMatMap(w + l_.wq, d, d).transpose();
-      ws.da.noalias() += ws.dk * ConstMatMap(w + l_.wk, d, d).transpose();
-      ws.da.noalias() += ws.dv * ConstMatMap(w + l_.wv, d, d).transpose();
+      ws.da.resize(n, d);
+      Gemm(false, true, n, d, d, ws.dq.data(), d, w + l_.wq, d, 0.0f, ws.da.data(), d);
+      Gemm(false, true, n, d, d, ws.dk.data(), d, w + l_.wk, d, 1.0f, ws.da.data(), d);
+      Gemm(false, true, n, d, d, ws.dv.data(), d, w + l_.wv, d, 1.0f, ws.da.data(), d);
       LayerNormBackward(ws.da, c.a_hat, c.a_rstd, w + l_.ln1_g, g + l_.ln1_g, g + l_.ln1_b, ws.dtmp);
       ws.dx += ws.dtmp;  // now d loss / d x_in
     }
