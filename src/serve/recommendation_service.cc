@@ -7,6 +7,8 @@
 #include <mutex>
 
 #include "factor/factor_model.h"
+#include "hybrid/hybrid.h"
+#include "kernels.h"
 #include "recforge/core/error.h"
 #include "recforge/core/log.h"
 #include "recforge/serve/ann_index.h"
@@ -215,6 +217,7 @@ RecommendationService::RecommendationService(std::shared_ptr<const models::Recom
     for (auto c : item_categories_[item]) category_popular_[c].push_back(item);
   }
   content_ = std::make_unique<ContentIndex>(titles, categories);
+  if (model_->family() == "hybrid") SetContentModel(model_);  // its own content vectors
 
   if (ann_options_.enabled && factor_model_ && n_model_items_ > 0 && n_model_items_ >= ann_options_.min_items &&
       factor_model_->factors() > 0) {
@@ -546,10 +549,77 @@ bool RecommendationService::AnswerItemToItem(const Query& query, std::vector<Rec
 
 bool RecommendationService::AnswerContent(const Query& query, std::vector<RecommendedItem>& out) const {
   if (query.recent.empty()) return false;
-  auto result = content_->Query(query.recent, query.k, [&](ItemIndex item) { return Admissible(query, item); });
+  auto result = ContentScores(query.recent, query.k, [&](ItemIndex item) { return Admissible(query, item); });
   if (result.empty()) return false;
   for (const auto& [item, score] : result) out.push_back(MakeItem(item, score));
   return true;
+}
+
+void RecommendationService::SetContentModel(std::shared_ptr<const models::Recommender> model) {
+  const auto* hybrid = dynamic_cast<const models::HybridModel*>(model.get());
+  if (hybrid == nullptr) {
+    throw InvalidArgument("content model: a hybrid model is needed (got family '" +
+                          (model ? model->family() : std::string("none")) + "')");
+  }
+  if (hybrid->n_items() != n_model_items_ ||
+      (!hybrid->dataset_hash().empty() && !model_->dataset_hash().empty() &&
+       hybrid->dataset_hash() != model_->dataset_hash())) {
+    throw InvalidArgument("content model: trained on another dataset (" + std::to_string(hybrid->n_items()) +
+                          " items, dataset " + hybrid->dataset_hash().substr(0, 12) + ") than the served model (" +
+                          std::to_string(n_model_items_) + " items, dataset " +
+                          model_->dataset_hash().substr(0, 12) + ")");
+  }
+  const std::size_t f = hybrid->factors();
+  const std::size_t n = catalog_.size();
+  std::vector<float> vectors(n * f, 0.0f);
+  std::vector<std::uint8_t> present(n, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    float* row = vectors.data() + i * f;
+    float bias = 0.0f;
+    if (i < n_model_items_) {
+      std::copy_n(hybrid->ItemVector(static_cast<ItemIndex>(i)), f, row);
+    } else if (item_info_index_[i] >= 0) {
+      hybrid->ContentVector(dataset_.item_info[static_cast<std::size_t>(item_info_index_[i])], row, &bias);
+    }
+    const float norm = std::sqrt(models::kernels::SquaredNorm(row, f));
+    if (norm > 0.0f) {
+      models::kernels::Scale(1.0f / norm, row, f);
+      present[i] = 1;
+    }
+  }
+  content_factors_ = f;
+  content_vectors_ = std::move(vectors);
+  content_present_ = std::move(present);
+  content_model_ = std::move(model);
+}
+
+std::vector<std::pair<ItemIndex, float>> RecommendationService::ContentScores(
+    std::span<const ItemIndex> profile_items, std::size_t k, const std::function<bool(ItemIndex)>& admissible) const {
+  if (!content_model_) return content_->Query(profile_items, k, admissible);
+  const std::size_t f = content_factors_;
+  const std::size_t n = content_present_.size();
+  thread_local std::vector<float> profile, scores;
+  profile.assign(f, 0.0f);
+  bool any = false;
+  for (ItemIndex item : profile_items) {
+    if (item >= n || !content_present_[item]) continue;
+    models::kernels::Axpy(1.0f, content_vectors_.data() + std::size_t{item} * f, profile.data(), f);
+    any = true;
+  }
+  const float norm = any ? std::sqrt(models::kernels::SquaredNorm(profile.data(), f)) : 0.0f;
+  if (!(norm > 0.0f) || k == 0) return {};
+  scores.resize(n);
+  models::kernels::GemmNT(1, n, f, 1.0f / norm, profile.data(), content_vectors_.data(), 0.0f, scores.data());
+  std::vector<std::pair<ItemIndex, float>> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto item = static_cast<ItemIndex>(i);
+    if (!content_present_[i]) continue;
+    if (std::find(profile_items.begin(), profile_items.end(), item) != profile_items.end()) continue;
+    if (admissible && !admissible(item)) continue;
+    out.emplace_back(item, scores[i]);
+  }
+  TopKPairs(out, k);
+  return out;
 }
 
 bool RecommendationService::AnswerPopular(const Query& query, std::vector<RecommendedItem>& out) const {
@@ -620,7 +690,7 @@ std::vector<RecommendedItem> RecommendationService::SimilarItems(const std::stri
                  scored.end());
     TopKPairs(scored, k);
   }
-  if (scored.empty()) scored = content_->Query(std::span<const ItemIndex>(&item, 1), k);
+  if (scored.empty()) scored = ContentScores(std::span<const ItemIndex>(&item, 1), k, {});
   out.reserve(scored.size());
   for (const auto& [other, score] : scored) out.push_back(MakeItem(other, score));
   return out;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <span>
@@ -122,6 +123,17 @@ class RecommendationService {
   const models::Recommender& model() const { return *model_; }
   std::size_t n_events() const;
 
+  // Scores fallback:content (and the similar items of an item the served model cannot
+  // relate) with a `hybrid` model (models/hybrid/hybrid.h) instead of TF-IDF: every
+  // catalog item gets the hybrid's item vector (metadata-only items: the sum of their
+  // metadata feature embeddings), the profile is the mean of the recent / context items'
+  // unit vectors and items rank by cosine with it. Set automatically when the served
+  // model is a hybrid (`recforge serve --content-model FILE` sets another). Call before
+  // serving (not concurrently with requests). Throws InvalidArgument when `model` is not
+  // a hybrid model or was trained on another item catalog.
+  void SetContentModel(std::shared_ptr<const models::Recommender> model);
+  bool has_content_model() const { return content_model_ != nullptr; }
+
  private:
   struct Event {
     ItemIndex item = kInvalidIndex;  // catalog index; kInvalidIndex: unknown item (kept for History)
@@ -181,6 +193,14 @@ class RecommendationService {
   std::vector<std::vector<std::uint32_t>> item_categories_;  // catalog item -> sorted category positions
   std::unique_ptr<AnnIndex> ann_;
   std::unique_ptr<ContentIndex> content_;
+  // SetContentModel: the hybrid model and the catalog's unit vectors (catalog x
+  // content_factors_; a zero row: no content), used instead of content_ when set.
+  std::shared_ptr<const models::Recommender> content_model_;
+  std::size_t content_factors_ = 0;
+  std::vector<float> content_vectors_;
+  std::vector<std::uint8_t> content_present_;  // per catalog item: a non-zero vector
+  std::vector<std::pair<ItemIndex, float>> ContentScores(std::span<const ItemIndex> profile_items, std::size_t k,
+                                                         const std::function<bool(ItemIndex)>& admissible) const;
 
   mutable std::shared_mutex mutex_;                   // guards users_, n_new_users_, n_events_
   std::unordered_map<std::string, UserState> users_;  // users that sent events
