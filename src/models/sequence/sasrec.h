@@ -1,6 +1,7 @@
 // `seq`: SASRec, self-attentive sequential recommendation (Kang & McAuley, ICDM 2018),
-// a next-item model over each user's recent history, with hand-derived gradients on
-// Eigen (docs/models/sequence.md says why not LibTorch).
+// a next-item model over each user's recent history, with hand-derived gradients
+// (Eigen for the element-wise work, OpenBLAS sgemm for the products;
+// docs/models/sequence.md says why not LibTorch).
 //
 // Model, for a history x_1..x_n (oldest first, truncated to the last max_len items;
 // positions are aligned to the end, so the newest item always has position max_len):
