@@ -39,6 +39,7 @@ struct ServeArgs {
   std::string tracking_uri;
   int read_timeout = 5;
   bool no_access_log = false;
+  std::string content_model;  // a hybrid model file for fallback:content (issue 6)
 };
 
 // A model reference -> the service built from it (the loader of the server).
@@ -72,8 +73,10 @@ std::shared_ptr<serve::RecommendationService> BuildService(const std::string& re
   info.spec = model->Spec();
   info.family = model->family();
   info.path = path;
-  return std::make_shared<serve::RecommendationService>(std::move(model), std::move(dataset), std::move(info),
-                                                        serve::FallbackOptions{}, serve::AnnOptions{}, threads);
+  auto service = std::make_shared<serve::RecommendationService>(std::move(model), std::move(dataset), std::move(info),
+                                                                serve::FallbackOptions{}, serve::AnnOptions{}, threads);
+  if (!args.content_model.empty()) service->SetContentModel(models::LoadModel(args.content_model));
+  return service;
 }
 
 int RunServe(const ServeArgs& args, GlobalOptions globals, bool log_format_given) {
@@ -213,6 +216,9 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   cmd->add_flag("--no-access-log", args->no_access_log, "No log line per request");
+  cmd->add_option("--content-model", args->content_model,
+                  "A hybrid model file (trained on --dataset) that scores fallback:content and the similar items "
+                  "of new items, instead of TF-IDF (automatic when --model is a hybrid)");
   CLI::Option* log_format = app.get_option("--log-format");
   cmd->callback([args, &globals, &selected, log_format] {
     selected = [args, &globals, log_format] { return RunServe(*args, globals, log_format->count() > 0); };
