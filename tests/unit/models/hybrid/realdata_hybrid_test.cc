@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <map>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -216,6 +217,29 @@ TEST(RealDataHybrid, RanksColdItemsOnMl100kAboveContentAndPopularity) {
   line("hybrid", hybrid_metrics);
   line("content", content_metrics);
   line("pop", pop_metrics);
+  // The same through eval::Evaluate's cold-item protocol (`recforge evaluate --cold-items`,
+  // candidates "cold" and "all"), with lda-content as the content model of the zoo.
+  auto lda_content = CreateModel("lda-content");
+  lda_content->Fit(data, ctx);
+  auto cold_ndcg = [&](const Recommender& model, eval::ColdCandidates candidates) {
+    eval::EvalOptions options;
+    options.ks = {10};
+    options.metrics = {"ndcg"};
+    options.bootstrap_samples = 0;
+    options.cold_items = true;
+    options.cold_candidates = candidates;
+    return eval::Evaluate(model, split.prepared, options, ctx).metrics.at("ndcg@10");
+  };
+  std::map<std::string, std::pair<double, double>> evaluated;
+  for (const auto& [name, model] : std::vector<std::pair<std::string, const Recommender*>>{
+           {"hybrid", hybrid.get()}, {"lda-content", lda_content.get()}, {"pop", pop.get()}}) {
+    evaluated[name] = {cold_ndcg(*model, eval::ColdCandidates::kCold), cold_ndcg(*model, eval::ColdCandidates::kAll)};
+    std::cout << fmt::format("  evaluate --cold-items: {:<12} NDCG@10 candidates=cold {:.4f}, candidates=all {:.4f}\n",
+                             name, evaluated[name].first, evaluated[name].second);
+  }
+  EXPECT_GT(evaluated["hybrid"].first, evaluated["lda-content"].first);
+  EXPECT_GT(evaluated["hybrid"].first, evaluated["pop"].first);
+  EXPECT_GT(evaluated["hybrid"].second, evaluated["pop"].second);
   EXPECT_GT(hybrid_metrics.auc_cold, content_metrics.auc_cold);
   EXPECT_GT(hybrid_metrics.ndcg_cold, content_metrics.ndcg_cold);
   EXPECT_GT(hybrid_metrics.ndcg_cold, pop_metrics.ndcg_cold);
