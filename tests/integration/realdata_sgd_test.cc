@@ -1,5 +1,6 @@
 // The SGD group on real data (ml-100k, ../shared/data):
-//   - mf / nmf rating error on the canonical u1.base / u1.test split (via eval::Evaluate);
+//   - mf / nmf rating error on the canonical u1.base / u1.test split (via eval::Evaluate):
+//     mf with its defaults at most 0.91 (the issue's target);
 //   - bpr with its defaults under ../shared/PROTOCOL.md (per-user ratio split 0.2,
 //     dedup first, full ranking): NDCG@10 at least 0.160 (the best CPU peer gets 0.1572
 //     with f=64, lr 0.01, 100 epochs) and above pop.
@@ -46,10 +47,11 @@ TEST(RealDataSgd, MfRmseOnMl100kU1) {
   Context ctx = TwoThreads();
   data::PreparedDataset prepared = recforge::testing::Ml100kU1Split(ctx);
   eval::EvalReport report = RatingReport("mf", prepared, ctx);
-  // The issue asks for <= 0.91; the defaults give 0.9158 and no configuration found got
-  // below 0.9129 (docs/models/sgd.md "Results"), so this guards what is reached.
-  EXPECT_LE(report.metrics.at("rmse"), 0.917);
-  EXPECT_LE(report.metrics.at("mae"), 0.72);
+  // The issue's target. The defaults (SVD++ implicit term on) give 0.9086 with seed 42
+  // (0.9080-0.9088 over seeds 1-3); without the implicit term the best found was 0.9129
+  // (docs/models/sgd.md "Results").
+  EXPECT_LE(report.metrics.at("rmse"), 0.91);
+  EXPECT_LE(report.metrics.at("mae"), 0.715);
 }
 
 TEST(RealDataSgd, NmfRmseOnMl100kU1) {

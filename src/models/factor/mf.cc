@@ -70,12 +70,20 @@ std::vector<ParamField> MfModel::Fields() {
       FloatParam("lr", 0.01, 1e-6, 10, "Initial SGD learning rate", {"learning_rate"}),
       FloatParam("lr_decay", 0.98, 0.1, 1,
                  "Learning-rate factor per epoch (lr = lr0 * lr_decay^(epoch-1))"),
-      FloatParam("reg", 0.07, 0, 100, "L2 regularisation of the factors, per rating",
+      FloatParam("reg", 0.09, 0, 100, "L2 regularisation of the factors, per rating",
                  {"regularization"}),
       FloatParam("bias_reg", 0.01, 0, 100,
                  "L2 regularisation of the user and item biases, per rating"),
       FloatParam("init_std", 0.01, 0, 10,
                  "Scale of the initial factors (like a normal's standard deviation)"),
+      BoolParam("implicit", true,
+                "SVD++ implicit-feedback term (Koren 2008): the user vector is p_u + |N(u)|^-1/2 "
+                "sum_j y_j over the user's training items N(u); false: plain biased MF"),
+      FloatParam("implicit_lr", 0.1, 0, 10,
+                 "Learning-rate factor of the implicit item vectors y (their rate is "
+                 "implicit_lr * lr; y is updated once per epoch)"),
+      FloatParam("implicit_reg", 0.15, 0, 100,
+                 "L2 regularisation of the implicit item vectors y, per rating"),
       BoolParam("biased", true,
                 "Learn the global mean and user / item biases (false: plain r = p . q, Funk's "
                 "original model)"),
@@ -123,11 +131,39 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
   user_bias_.assign(biased ? data.n_users : 0, 0.0f);
   item_bias_.assign(biased ? data.n_items : 0, 0.0f);
 
+  // SVD++ implicit term: z_u = |N(u)|^-1/2 sum_{j in N(u)} y_j. The SGD pass uses the
+  // effective user vector p_u + z_u and accumulates the gradient of z_u per user
+  // (g_u = sum e q_i, in the user's row bin: no conflicts); the item vectors y are then
+  // updated once per epoch in parallel over items (each one a sum in CSR order, so
+  // the result does not depend on the thread count), and z is recomputed. The
+  // factor model's user rows hold p_u + z_u after every epoch, so scoring, saving and
+  // evaluation see the effective vectors.
+  const bool implicit = p.Bool("implicit");
+  const float implicit_lr = static_cast<float>(p.Float("implicit_lr"));
+  const float implicit_reg = static_cast<float>(p.Float("implicit_reg"));
+  const std::size_t k = factors_;
+  std::vector<float> base_user;         // p (the factor rows hold p + z)
+  std::vector<float> implicit_sum;      // z, n_users x k
+  std::vector<float> implicit_grad;     // g, n_users x k
+  std::vector<float> implicit_items;    // y, n_items x k
+  std::vector<float> inv_sqrt_count;    // |N(u)|^-1/2 (0 without ratings)
+  if (implicit) {
+    base_user = user_factors_;
+    implicit_sum.assign(user_factors_.size(), 0.0f);
+    implicit_grad.assign(user_factors_.size(), 0.0f);
+    implicit_items.assign(item_factors_.size(), 0.0f);
+    inv_sqrt_count.assign(data.n_users, 0.0f);
+    for (std::size_t user = 0; user < data.n_users; ++user) {
+      const std::size_t n = ratings.RowLength(user);
+      if (n > 0) inv_sqrt_count[user] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+    }
+  }
+  float* const sgd_users = implicit ? base_user.data() : user_factors_.data();
+
   BlockGrid grid = BlockGrid::Build(ratings, bins, kColSplits, DeriveSeed(ctx.seed, 3),
                                     /*keep_values=*/true, threads);
   const BlockScheduler scheduler(grid.bins(), kColSplits, DeriveSeed(ctx.seed, 4));
   const int sgd_threads = SgdThreads(threads, grid.nnz(), grid.bins());
-  const std::size_t k = factors_;
   const std::uint64_t block_seed = DeriveSeed(ctx.seed, 5);
   // Squared errors seen during the epoch, per block (summed in block order): a
   // non-finite sum means SGD diverged.
@@ -158,9 +194,14 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
         for (std::size_t e = 0; e < entries.size(); ++e) {
           const UserIndex user = entries[e].user;
           const ItemIndex item = entries[e].item;
-          float* user_row = user_factors_.data() + static_cast<std::size_t>(user) * k;
+          float* user_row = sgd_users + static_cast<std::size_t>(user) * k;
           float* item_row = item_factors_.data() + static_cast<std::size_t>(item) * k;
           float prediction = global_bias_ + kernels::Dot(user_row, item_row, k);
+          const float* z = nullptr;
+          if (implicit) {
+            z = implicit_sum.data() + static_cast<std::size_t>(user) * k;
+            prediction += kernels::Dot(z, item_row, k);
+          }
           if (biased) prediction += user_bias_[user] + item_bias_[item];
           const float error = values[e] - prediction;
           squared_error += static_cast<double>(error) * error;
@@ -168,10 +209,56 @@ void MfModel::FitImpl(const TrainingData& data, const Context& ctx, const TrainC
             user_bias_[user] += lr * (error - bias_reg * user_bias_[user]);
             item_bias_[item] += lr * (error - bias_reg * item_bias_[item]);
           }
-          kernels::SgdPairStep(user_row, item_row, k, error, lr, reg, reg);
+          if (implicit) {
+            float* g = implicit_grad.data() + static_cast<std::size_t>(user) * k;
+            for (std::size_t f = 0; f < k; ++f) {
+              const float pf = user_row[f];
+              const float qf = item_row[f];
+              g[f] += error * qf;
+              user_row[f] += lr * (error * qf - reg * pf);
+              item_row[f] += lr * (error * (pf + z[f]) - reg * qf);
+            }
+          } else {
+            kernels::SgdPairStep(user_row, item_row, k, error, lr, reg, reg);
+          }
         }
       }
     });
+    if (implicit) {
+      // y_j += lr_y (sum_{u in N(j)} |N(u)|^-1/2 g_u - implicit_reg |N(j)| y_j).
+      const float lr_y = lr * implicit_lr;
+      ParallelFor<std::size_t>(
+          0, data.n_items, sgd_threads,
+          [&](std::size_t item) {
+            auto users = data.item_users.RowIndices(item);
+            if (users.empty()) return;
+            std::vector<float> step(k, 0.0f);
+            for (UserIndex user : users) {
+              kernels::Axpy(inv_sqrt_count[user],
+                            implicit_grad.data() + static_cast<std::size_t>(user) * k,
+                            step.data(), k);
+            }
+            float* y = implicit_items.data() + item * k;
+            const float decay = implicit_reg * static_cast<float>(users.size());
+            for (std::size_t f = 0; f < k; ++f) y[f] += lr_y * (step[f] - decay * y[f]);
+          },
+          Schedule::kDynamic, 64);
+      std::fill(implicit_grad.begin(), implicit_grad.end(), 0.0f);
+      ParallelFor<std::size_t>(
+          0, data.n_users, sgd_threads,
+          [&](std::size_t user) {
+            float* z = implicit_sum.data() + user * k;
+            std::fill_n(z, k, 0.0f);
+            for (ItemIndex item : ratings.RowIndices(user)) {
+              kernels::Axpy(1.0f, implicit_items.data() + static_cast<std::size_t>(item) * k, z, k);
+            }
+            kernels::Scale(inv_sqrt_count[user], z, k);
+            const float* base = base_user.data() + user * k;
+            float* row = user_factors_.data() + user * k;
+            for (std::size_t f = 0; f < k; ++f) row[f] = base[f] + z[f];
+          },
+          Schedule::kDynamic, 64);
+    }
     double running_squared_error = 0;
     for (double block_error : block_squared_error) running_squared_error += block_error;
     if (!std::isfinite(running_squared_error)) {

@@ -3,12 +3,18 @@
 // Chin et al. 2015). Scoring, similar items and the state I/O come from FactorModel;
 // this header also holds two helpers shared by the SGD families (mf, bpr, nmf).
 //
-// Model: r(u, i) = mu + b_u + b_i + p_u . q_i, mu the training mean. Each epoch visits
-// every training rating once, in a random order per block of the BlockScheduler grid:
+// Model: r(u, i) = mu + b_u + b_i + (p_u + z_u) . q_i, mu the training mean, with the
+// SVD++ implicit term z_u = |N(u)|^-1/2 sum_{j in N(u)} y_j over the user's training
+// items (Koren 2008; implicit=false drops it). Each epoch visits every training rating
+// once, in a random order per block of the BlockScheduler grid:
 //   e = r - r(u, i);  b_u += lr (e - bias_reg b_u);  b_i += lr (e - bias_reg b_i)
-//   p_u += lr (e q_i - reg p_u);  q_i += lr (e p_u - reg q_i)
-// with lr = lr0 * lr_decay^(epoch - 1). Same seed + same bins => same model, whatever
-// the thread count (bins=0 picks 8 blocks per side for up to 4 threads).
+//   p_u += lr (e q_i - reg p_u);  q_i += lr (e (p_u + z_u) - reg q_i);  g_u += e q_i
+// with lr = lr0 * lr_decay^(epoch - 1); then, once per epoch and in parallel over items,
+//   y_j += implicit_lr lr (sum_{u in N(j)} |N(u)|^-1/2 g_u - implicit_reg |N(j)| y_j)
+// and z is recomputed (docs/models/sgd.md: why per epoch). The user rows of the factor
+// model hold p_u + z_u, so scoring and the file format are those of plain MF. Same
+// seed + same bins => same model, whatever the thread count (bins=0 picks 8 blocks per
+// side for up to 4 threads).
 // Factors start as rows of length init_std * sqrt(factors) in uniformly random
 // directions (like N(0, init_std^2) entries), biases at 0, mu at the training mean;
 // users and items without training ratings keep zero vectors and biases, so they
