@@ -22,6 +22,7 @@ namespace {
 constexpr std::uint32_t kStateVersion = 1;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr double kSecondsPerDay = 86400.0;
+constexpr std::size_t kParallelRankerRows = 20000;  // ranker rows from which XGBoost uses ctx.threads
 
 // Model sources, in feature order. A family that is not registered (item2vec before its
 // group lands) is simply absent from the field table.
@@ -697,7 +698,11 @@ void TwoStageModel::FitImpl(const TrainingData& data, const Context& ctx, const 
   options.colsample = params().Float("colsample");
   options.reg_lambda = params().Float("reg_lambda");
   options.seed = DeriveSeed(ctx.seed, 0);
-  options.threads = ctx.threads;
+  // XGBoost runs several OpenMP regions per tree level: on a few thousand rows they cost
+  // more than they save (and spin badly on a loaded machine), so small training sets
+  // use one thread. The rule depends only on the data and ctx.threads: still the same
+  // model for the same seed and thread count.
+  options.threads = targets.size() < kParallelRankerRows ? 1 : ctx.threads;
   ranker_.Train(features, n_features, targets, groups, options);
   importance_ = ranker_.Importance(feature_names_);
   std::stable_sort(importance_.begin(), importance_.end(),
