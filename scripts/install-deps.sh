@@ -17,7 +17,8 @@ PACKAGES=(
   libfmt-dev           # formatting
   libsqlite3-dev       # tracking store
   libyaml-cpp-dev      # config files
-  libcpp-httplib-dev   # HTTP server (experiment dashboard, serving)
+  libcpp-httplib-dev   # HTTP server of the experiment dashboard
+  libboost-dev         # Boost.Beast + Boost.Asio (header-only): the event-driven HTTP front end of serving
   libhnswlib-dev       # approximate nearest neighbours for retrieval at scale (serving)
   libxgboost-dev       # LambdaMART ranker of the two-stage model (C API)
   # tests and benchmarks

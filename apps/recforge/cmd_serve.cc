@@ -30,14 +30,13 @@ struct ServeArgs {
   std::string dataset;
   std::string host = "127.0.0.1";
   int port = 8000;
-  int connections = 64;
-  int compute_slots = 0;  // 0: --threads
+  int blocking_threads = 2;
   std::string admin_token;
   std::string events = "events.jsonl";
   bool no_events = false;
   double poll_alias = 0;
   std::string tracking_uri;
-  int read_timeout = 5;
+  double read_timeout = 5;
   bool no_access_log = false;
   std::string content_model;  // a hybrid model file for fallback:content (issue 6)
 };
@@ -102,12 +101,12 @@ int RunServe(const ServeArgs& args, GlobalOptions globals, bool log_format_given
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   serve::ServerOptions options;
-  options.connections = args.connections;
-  options.compute_slots = args.compute_slots > 0 ? args.compute_slots : threads;
+  options.threads = threads;
+  options.blocking_threads = args.blocking_threads;
   options.admin_token = admin_token;
   if (!args.no_events) options.events_path = args.events;
-  options.read_timeout_seconds = args.read_timeout;
-  options.write_timeout_seconds = args.read_timeout;
+  options.read_timeout_ms = static_cast<int>(args.read_timeout * 1000);
+  options.write_timeout_ms = static_cast<int>(args.read_timeout * 1000);
   options.access_log = !args.no_access_log;
   options.json_logs = globals.log_format == "json";
   options.logger = &session.log();
@@ -119,8 +118,8 @@ int RunServe(const ServeArgs& args, GlobalOptions globals, bool log_format_given
   const std::string url = fmt::format("http://{}:{}/", ipv6 ? "[" + args.host + "]" : args.host, server.port());
   // The URL is the command's report (stdout), so scripts and tests can use --port 0.
   std::cout << url << std::endl;
-  session.log().Info("listening on {} ({} connection workers, {} threads); loading {}", url, args.connections,
-                     threads, args.model);
+  session.log().Info("listening on {} ({} event-loop threads, {} for blocking requests); loading {}", url,
+                     threads, args.blocking_threads, args.model);
   if (args.no_events) {
     session.log().Warn("--no-events: events are kept in memory only and lost on restart");
   } else {
@@ -195,13 +194,10 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
   cmd->add_option("--port,-p", args->port, "TCP port (0: any free port; the URL is printed)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  cmd->add_option("--compute-slots", args->compute_slots,
-                  "Requests scoring at once, admitted in arrival order (default: --threads). More raises "
-                  "throughput on cheap requests, fewer keeps the p99 low when connections outnumber cores")
-      ->check(CLI::Range(0, 4096));
-  cmd->add_option("--connections", args->connections,
-                  "Connection worker threads (each serves one keep-alive connection at a time)")
-      ->check(CLI::Range(1, 4096))
+  cmd->add_option("--blocking-threads", args->blocking_threads,
+                  "Threads for the requests that block (POST /events fsync, /admin/reload, /recommend/batch); "
+                  "the others run on --threads event-loop threads")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--admin-token", args->admin_token,
                   "Bearer token for POST /admin/reload (else $RECFORGE_ADMIN_TOKEN; none: admin refused)");
@@ -212,8 +208,10 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
                   "Re-resolve --model NAME@ALIAS every SECONDS and reload when its version changes (0: off)");
   cmd->add_option("--tracking-uri", args->tracking_uri,
                   "Tracking store for NAME@ALIAS (default: $RECFORGE_TRACKING_URI, else ./mlruns.db)");
-  cmd->add_option("--read-timeout", args->read_timeout, "Seconds a stalled client may hold a worker")
-      ->check(CLI::Range(1, 3600))
+  cmd->add_option("--read-timeout", args->read_timeout,
+                  "Seconds a request may take to arrive from its first byte (a stalled client is closed: 408), "
+                  "and an answer to be written")
+      ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_flag("--no-access-log", args->no_access_log, "No log line per request");
   cmd->add_option("--content-model", args->content_model,

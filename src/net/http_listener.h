@@ -1,6 +1,6 @@
-// cpp-httplib glue shared by the HTTP front ends (`recforge ui`, `recforge serve`):
-// exclusive port binding, the listen thread, and the loopback checks behind the
-// DNS-rebinding guard. Consumers carry cpp-httplib's pkg-config flags (Debian's build
+// cpp-httplib glue of the dashboard (`recforge ui`): exclusive port binding and the
+// listen thread. The loopback checks (host_check.h) are shared with the event-driven
+// front end of `recforge serve` (http_front.h), which binds exclusively the same way. Consumers carry cpp-httplib's pkg-config flags (Debian's build
 // fixes its class layout), which linking recforge_http passes on.
 #pragma once
 
@@ -11,13 +11,9 @@
 #include <string_view>
 #include <thread>
 
+#include "net/host_check.h"
+
 namespace recforge::net {
-
-// "localhost", "::1", "[::1]" or 127.x.x.x.
-bool IsLoopbackHost(std::string_view host);
-
-// A Host header without its port ("127.0.0.1:5000" -> "127.0.0.1", "[::1]:80" -> "[::1]").
-std::string_view HostName(std::string_view header);
 
 // httplib's default socket options set SO_REUSEPORT, which lets a second server bind the
 // same port and silently share the traffic. This keeps SO_REUSEADDR (a quick restart

@@ -1,19 +1,15 @@
 // The HTTP daemon of `recforge serve` (see server.h for the API).
 //
-// httplib's Debian build is a compiled library whose class layouts depend on the
-// CPPHTTPLIB_{OPENSSL,ZLIB,BROTLI}_SUPPORT macros, so this file is compiled with the
-// flags pkg-config gives (the CMake target carries them); server.h never includes
-// <httplib.h>.
-//
-// Routing is ours, not httplib's regex table: the pre-routing handler matches the path
-// once (a few string compares), answers body-less GETs directly, and leaves requests
-// with a body to httplib's catch-all handlers so that the body is read (and capped:
-// 413) first. That gives every request a route template for the metrics and logs,
-// and 404 vs 405 from one table.
+// HTTP is the event-driven front end of src/net/http_front.h (Boost.Beast): it parses,
+// caps bodies (413) and times out slow clients; this file routes and answers. Routing
+// matches the path once (a few string compares), which gives every request a route
+// template for the metrics and logs, and 404 vs 405 from one table. Requests that
+// block (POST /events fsyncs, /admin/reload loads a model, /recommend/batch may score
+// a thousand users) run on the front end's blocking pool; every other handler runs
+// inline on an event-loop thread (microseconds), so a slow one never stalls the loop.
 #include "recforge/serve/server.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,11 +26,15 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
+#include "access_log.h"
 #include "event_log.h"
 #include "http_metrics.h"
-#include "net/http_listener.h"
+#include "net/host_check.h"
+#include "net/http_front.h"
 #include "recforge/core/error.h"
 #include "recforge/serve/web_assets.h"
 
@@ -74,70 +74,9 @@ std::vector<std::string> SourceNames() {
   return names;
 }
 
-// Routes whose work is CPU-bound scoring; /events (fsync), admin and static routes do
-// not take a compute slot.
-bool UsesComputeSlot(Route route) {
-  return route == kRecommend || route == kRecommendUser || route == kRecommendBatch || route == kSimilar ||
-         route == kPopular || route == kHistory;
-}
-
-// At most `slots` holders at once, admitted in arrival order: with a plain semaphore
-// the wake-up order is arbitrary and an unlucky request waits behind many later ones,
-// which is what the p99 sees.
-class FifoGate {
- public:
-  explicit FifoGate(int slots) : free_(slots) {}
-
-  void Acquire() {
-    std::unique_lock lock(mutex_);
-    if (free_ > 0 && waiters_.empty()) {
-      --free_;
-      return;
-    }
-    Waiter self;
-    waiters_.push_back(&self);
-    // Woken under mutex_ by Release, so `self` outlives every access to it.
-    self.wake.wait(lock, [&] { return self.admitted; });
-  }
-
-  void Release() {
-    std::lock_guard lock(mutex_);
-    if (waiters_.empty()) {
-      ++free_;
-      return;
-    }
-    Waiter* next = waiters_.front();  // the slot passes straight to the oldest waiter
-    waiters_.pop_front();
-    next->admitted = true;
-    next->wake.notify_one();
-  }
-
- private:
-  struct Waiter {
-    std::condition_variable wake;
-    bool admitted = false;
-  };
-  std::mutex mutex_;
-  int free_;
-  std::deque<Waiter*> waiters_;
-};
-
-// Holds one of the gate's slots for its lifetime.
-class ComputeSlot {
- public:
-  explicit ComputeSlot(FifoGate& gate) : gate_(gate) { gate_.Acquire(); }
-  ~ComputeSlot() { gate_.Release(); }
-  ComputeSlot(const ComputeSlot&) = delete;
-  ComputeSlot& operator=(const ComputeSlot&) = delete;
-
- private:
-  FifoGate& gate_;
-};
-
-int ComputeSlots(int configured) {
-  if (configured > 0) return configured;
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
+// Routes whose handler may block for long (fsync, a model load, a batch of up to
+// kMaxBatch users): run on the blocking pool, never on an event-loop thread.
+bool IsBlockingRoute(Route route) { return route == kEvents || route == kAdminReload || route == kRecommendBatch; }
 
 bool IsPostRoute(Route route) {
   return route == kRecommend || route == kRecommendBatch || route == kEvents || route == kAdminReload;
@@ -211,13 +150,13 @@ void AppendJsonString(std::string& out, std::string_view text) {
   out += '"';
 }
 
-void SendJson(httplib::Response& res, const json& body, int status = 200) {
+void SendJson(net::HttpResponse& res, const json& body, int status = 200) {
   res.status = status;
   // Ids and titles are user text: invalid UTF-8 must never turn an answer into a 500.
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-void SendError(httplib::Response& res, int status, const std::string& message) {
+void SendError(net::HttpResponse& res, int status, const std::string& message) {
   SendJson(res, json{{"error", {{"code", status}, {"message", message}}}}, status);
 }
 
@@ -250,7 +189,7 @@ void CheckDepth(std::string_view body) {
   }
 }
 
-json ParseBody(const httplib::Request& req) {
+json ParseBody(const net::HttpRequest& req) {
   if (req.body.empty()) throw HttpError{400, "malformed JSON: the request body is empty"};
   CheckDepth(req.body);
   try {
@@ -378,7 +317,7 @@ StoredEvent ParseEvent(const json& body, const std::string& where) {
 }
 
 // ?name=N with N in 1..max (default when absent).
-std::size_t CountParam(const httplib::Request& req, const char* name, std::size_t fallback, std::size_t max) {
+std::size_t CountParam(const net::HttpRequest& req, const char* name, std::size_t fallback, std::size_t max) {
   if (!req.has_param(name)) return fallback;
   const std::string text = req.get_param_value(name);
   std::size_t value = 0;
@@ -420,15 +359,107 @@ json RecommendJson(const RecommendResponse& response, const json& model) {
               {"source", std::string(Name(response.source))}};
 }
 
-// ---- per-request state, kept on the worker thread from pre-routing to the logger
-// (httplib runs a request start to end on one worker).
-struct RequestState {
-  Clock::time_point start;
-  Route route = kUnmatched;
-  std::string id;
-  bool active = false;
-};
-thread_local RequestState t_request;
+// The hot answers (/recommend, /recommend/{user_id}) are written straight into one
+// string: no json tree of 10 items x 4 fields to build, sort and free per request.
+// Same content as RecommendJson(...).dump() with error_handler_t::replace (invalid
+// UTF-8 becomes U+FFFD), keys in insertion order.
+std::size_t Utf8Length(std::string_view text, std::size_t i) {
+  const auto c = static_cast<unsigned char>(text[i]);
+  std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || i + n > text.size() || (n == 2 && c < 0xc2)) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return 0;
+  }
+  const auto c1 = static_cast<unsigned char>(n > 1 ? text[i + 1] : 0);
+  if (n == 3 && ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0))) return 0;  // overlong, surrogate
+  if (n == 4 && ((c == 0xf0 && c1 < 0x90) || c > 0xf4 || (c == 0xf4 && c1 >= 0x90))) return 0;
+  return n;
+}
+
+void AppendJsonText(std::string& out, std::string_view text) {
+  out += '"';
+  for (std::size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x80 && c != '"' && c != '\\') {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (u < 0x80) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default: fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(u));
+      }
+      ++i;
+      continue;
+    }
+    const std::size_t n = Utf8Length(text, i);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";  // U+FFFD for an invalid byte
+      ++i;
+    } else {
+      out.append(text.data() + i, n);
+      i += n;
+    }
+  }
+  out += '"';
+}
+
+void AppendItemsJson(std::string& out, const std::vector<RecommendedItem>& items) {
+  out += '[';
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    if (i > 0) out += ',';
+    out += "{\"item_id\":";
+    AppendJsonText(out, item.item_id);
+    out += ",\"score\":";
+    if (std::isfinite(item.score)) {
+      fmt::format_to(std::back_inserter(out), "{}", item.score);
+    } else {
+      out += "null";
+    }
+    if (!item.title.empty()) {
+      out += ",\"title\":";
+      AppendJsonText(out, item.title);
+    }
+    if (!item.categories.empty()) {
+      out += ",\"categories\":[";
+      for (std::size_t c = 0; c < item.categories.size(); ++c) {
+        if (c > 0) out += ',';
+        AppendJsonText(out, item.categories[c]);
+      }
+      out += ']';
+    }
+    out += '}';
+  }
+  out += ']';
+}
+
+std::string RecommendBody(const RecommendResponse& response, const ServedModelInfo& info) {
+  std::string out;
+  out.reserve(256 + response.items.size() * 96);
+  out += "{\"user_id\":";
+  AppendJsonText(out, response.user_id);
+  out += ",\"items\":";
+  AppendItemsJson(out, response.items);
+  out += ",\"model\":{\"name\":";
+  AppendJsonText(out, info.name);
+  out += ",\"version\":";
+  AppendJsonText(out, info.version);
+  out += ",\"spec\":";
+  AppendJsonText(out, info.spec);
+  out += "},\"source\":";
+  AppendJsonText(out, Name(response.source));
+  out += '}';
+  return out;
+}
 
 bool ValidRequestId(std::string_view id) {
   return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
@@ -448,8 +479,7 @@ struct Server::Impl {
   Impl(ServerOptions opts, ModelLoader load)
       : options(std::move(opts)),
         loader(std::move(load)),
-        metrics(RouteTemplates(), SourceNames()),
-        compute_gate(ComputeSlots(options.compute_slots)) {
+        metrics(RouteTemplates(), SourceNames()) {
     if (!options.events_path.empty()) events = std::make_unique<EventLog>(options.events_path);
     std::random_device device;
     id_prefix = device();
@@ -461,24 +491,25 @@ struct Server::Impl {
     return service;
   }
 
-  void Routes();
-  void Dispatch(const httplib::Request& req, httplib::Response& res);
-  void Handle(const RouteMatch& match, const httplib::Request& req, httplib::Response& res);
-  void Recommend(const httplib::Request& req, httplib::Response& res);
-  void RecommendUser(std::string_view user_id, const httplib::Request& req, httplib::Response& res);
-  void RecommendBatch(const httplib::Request& req, httplib::Response& res);
-  void Events(const httplib::Request& req, httplib::Response& res);
-  void AdminReload(const httplib::Request& req, httplib::Response& res);
-  void Info(httplib::Response& res);
-  void CheckAdmin(const httplib::Request& req, httplib::Response& res) const;
-  void AccessLog(const httplib::Request& req, const httplib::Response& res, double seconds);
+  void Dispatch(const net::HttpRequest& req, net::HttpResponse& res);
+  void Handle(const RouteMatch& match, const net::HttpRequest& req, net::HttpResponse& res);
+  void Recommend(const net::HttpRequest& req, net::HttpResponse& res);
+  void RecommendUser(std::string_view user_id, const net::HttpRequest& req, net::HttpResponse& res);
+  void RecommendBatch(const net::HttpRequest& req, net::HttpResponse& res);
+  void Events(const net::HttpRequest& req, net::HttpResponse& res);
+  void AdminReload(const net::HttpRequest& req, net::HttpResponse& res);
+  void Info(net::HttpResponse& res);
+  void CheckAdmin(const net::HttpRequest& req, net::HttpResponse& res) const;
+  void OnRequest(net::HttpExchange& ex);
+  void OnFail(net::HttpExchange& ex, int status, std::string_view message);
+  void OnFinish(const net::HttpExchange& ex);
+  void AccessLog(const net::HttpExchange& ex, double seconds);
   ServedModelInfo Load(const std::string& reference);
   void Replay(RecommendationService& service, std::uint64_t& offset, std::size_t& memory_offset);
 
   ServerOptions options;
   ModelLoader loader;
   HttpMetrics metrics;
-  FifoGate compute_gate;  // see ServerOptions::compute_slots
   std::unique_ptr<EventLog> events;        // null: events kept in memory only
   std::vector<StoredEvent> memory_events;  // without a log (guarded by event_mutex)
   std::atomic<std::shared_ptr<RecommendationService>> current;
@@ -488,9 +519,8 @@ struct Server::Impl {
   std::string reference;
   std::atomic<bool> draining{false};
 
-  httplib::Server http;
-  std::thread thread;
-  std::atomic<bool> thread_done{false};
+  std::unique_ptr<AccessLogWriter> access_log;  // JSON access lines, written off the request path
+  std::unique_ptr<net::HttpFrontEnd> front;
   std::string host;
   int port = 0;
   bool loopback = true;
@@ -571,25 +601,27 @@ ServedModelInfo Server::Impl::Load(const std::string& requested) {
 }
 
 // ---- handlers
-void Server::Impl::Recommend(const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::Recommend(const net::HttpRequest& req, net::HttpResponse& res) {
   const RecommendRequest request = ParseRecommendRequest(ParseBody(req), "request body");
   const auto service = Current();
   const RecommendResponse response = service->Recommend(request);
   metrics.CountRecommendation(static_cast<std::size_t>(response.source));
-  SendJson(res, RecommendJson(response, ModelJson(service->info())));
+  res.status = 200;
+  res.set_content(RecommendBody(response, service->info()), "application/json");
 }
 
-void Server::Impl::RecommendUser(std::string_view user_id, const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::RecommendUser(std::string_view user_id, const net::HttpRequest& req, net::HttpResponse& res) {
   RecommendRequest request;
   request.user_id = IdField(json(std::string(user_id)), "user_id");
   request.top_k = CountParam(req, "k", kDefaultTopK, kMaxTopK);
   const auto service = Current();
   const RecommendResponse response = service->Recommend(request);
   metrics.CountRecommendation(static_cast<std::size_t>(response.source));
-  SendJson(res, RecommendJson(response, ModelJson(service->info())));
+  res.status = 200;
+  res.set_content(RecommendBody(response, service->info()), "application/json");
 }
 
-void Server::Impl::RecommendBatch(const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::RecommendBatch(const net::HttpRequest& req, net::HttpResponse& res) {
   const json body = ParseBody(req);
   if (!body.is_object()) {
     throw HttpError{422, fmt::format("request body must be a JSON object {{\"requests\": [...]}}, not {}",
@@ -618,7 +650,7 @@ void Server::Impl::RecommendBatch(const httplib::Request& req, httplib::Response
   SendJson(res, json{{"results", std::move(results)}, {"model", model}});
 }
 
-void Server::Impl::Events(const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::Events(const net::HttpRequest& req, net::HttpResponse& res) {
   const json body = ParseBody(req);
   std::vector<StoredEvent> parsed;
   if (body.is_array()) {
@@ -650,7 +682,7 @@ void Server::Impl::Events(const httplib::Request& req, httplib::Response& res) {
   SendJson(res, json{{"stored", parsed.size()}, {"durable", events != nullptr}});
 }
 
-void Server::Impl::CheckAdmin(const httplib::Request& req, httplib::Response& res) const {
+void Server::Impl::CheckAdmin(const net::HttpRequest& req, net::HttpResponse& res) const {
   if (options.admin_token.empty()) {
     throw HttpError{403, "admin endpoints are disabled (start the server with --admin-token)"};
   }
@@ -669,7 +701,7 @@ void Server::Impl::CheckAdmin(const httplib::Request& req, httplib::Response& re
   }
 }
 
-void Server::Impl::AdminReload(const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::AdminReload(const net::HttpRequest& req, net::HttpResponse& res) {
   CheckAdmin(req, res);
   std::string requested;
   if (!req.body.empty()) {
@@ -713,7 +745,7 @@ void Server::Impl::AdminReload(const httplib::Request& req, httplib::Response& r
   SendJson(res, json{{"status", "reloaded"}, {"model", model}, {"previous", previous}, {"reference", ref}});
 }
 
-void Server::Impl::Info(httplib::Response& res) {
+void Server::Impl::Info(net::HttpResponse& res) {
   const auto service = Current();
   const auto& info = service->info();
   json model = ModelJson(info);
@@ -728,7 +760,7 @@ void Server::Impl::Info(httplib::Response& res) {
                                  {"path", events ? events->path().string() : std::string()}}}});
 }
 
-void Server::Impl::Handle(const RouteMatch& match, const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::Handle(const RouteMatch& match, const net::HttpRequest& req, net::HttpResponse& res) {
   switch (match.route) {
     case kHealth:
     case kLivez:
@@ -791,7 +823,7 @@ void Server::Impl::Handle(const RouteMatch& match, const httplib::Request& req, 
       if (!asset) throw HttpError{404, fmt::format("no such page: {}", Shown(req.path))};
       res.status = 200;
       res.set_header("Cache-Control", "no-cache");
-      res.set_content(asset->body.data(), asset->body.size(), std::string(asset->content_type));
+      res.set_content(std::string(asset->body.data(), asset->body.size()), std::string(asset->content_type));
       return;
     }
     case kUnmatched:
@@ -802,7 +834,7 @@ void Server::Impl::Handle(const RouteMatch& match, const httplib::Request& req, 
 }
 
 // The single place where request handling errors become HTTP statuses (STYLE.md §4).
-void Server::Impl::Dispatch(const httplib::Request& req, httplib::Response& res) {
+void Server::Impl::Dispatch(const net::HttpRequest& req, net::HttpResponse& res) {
   try {
     const RouteMatch match = MatchRoute(req.path);
     if (match.route == kUnmatched) {
@@ -815,12 +847,7 @@ void Server::Impl::Dispatch(const httplib::Request& req, httplib::Response& res)
       throw HttpError{405, fmt::format("method {} not allowed on {} (allowed: {})", Shown(req.method, 16),
                                        RouteTemplates()[match.route], post ? "POST" : "GET, HEAD")};
     }
-    if (UsesComputeSlot(match.route)) {
-      ComputeSlot slot(compute_gate);
-      Handle(match, req, res);
-    } else {
-      Handle(match, req, res);
-    }
+    Handle(match, req, res);
   } catch (const HttpError& error) {
     SendError(res, error.status, error.message);
   } catch (const NotFound& error) {
@@ -835,127 +862,101 @@ void Server::Impl::Dispatch(const httplib::Request& req, httplib::Response& res)
   }
 }
 
-void Server::Impl::AccessLog(const httplib::Request& req, const httplib::Response& res, double seconds) {
+void Server::Impl::AccessLog(const net::HttpExchange& ex, double seconds) {
   if (!options.access_log || !options.logger || !options.logger->Enabled(LogLevel::kInfo)) return;
-  const std::string& route = RouteTemplates()[t_request.route];
-  if (!options.json_logs) {
+  const auto& req = ex.req;
+  const auto& res = ex.res;
+  const std::string& route = RouteTemplates()[ex.route];
+  if (!options.json_logs || !access_log) {
     options.logger->Info("{} {} {} {:.3f}ms id={}", Shown(req.method, 16), Shown(req.path), res.status,
-                         seconds * 1e3, t_request.id);
+                         seconds * 1e3, ex.id);
     return;
   }
-  std::string line;
-  line.reserve(256);
-  line += fmt::format("{{\"ts\":{:.3f},\"level\":\"info\",\"msg\":\"request\",\"request_id\":",
-                      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
-  AppendJsonString(line, t_request.id);
+  thread_local std::string line;
+  line.clear();
+  fmt::format_to(std::back_inserter(line), "{{\"ts\":{:.3f},\"level\":\"info\",\"msg\":\"request\",\"request_id\":",
+                 std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  AppendJsonString(line, ex.id);
   line += ",\"method\":";
   AppendJsonString(line, Shown(req.method, 16));
   line += ",\"route\":";
   AppendJsonString(line, route);
   line += ",\"path\":";
   AppendJsonString(line, Shown(req.path, 200));
-  line += fmt::format(",\"status\":{},\"latency_ms\":{:.3f}}}\n", res.status, seconds * 1e3);
-  std::fwrite(line.data(), 1, line.size(), stderr);  // one locked stdio write: lines never interleave
+  fmt::format_to(std::back_inserter(line), ",\"status\":{},\"latency_ms\":{:.3f}}}\n", res.status, seconds * 1e3);
+  access_log->Append(line);  // buffered; a background thread writes (never blocks the request)
 }
 
-void Server::Impl::Routes() {
-  const auto workers = static_cast<std::size_t>(std::max(1, options.connections));
-  http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-  http.set_payload_max_length(options.max_body_bytes);
-  net::UseExclusivePort(http);
-  http.set_tcp_nodelay(true);
-  http.set_read_timeout(options.read_timeout_seconds, 0);
-  http.set_write_timeout(options.write_timeout_seconds, 0);
-  http.set_keep_alive_timeout(options.keep_alive_timeout_seconds);
-  http.set_keep_alive_max_count(options.keep_alive_max_requests);
-  http.set_default_headers({{"X-Content-Type-Options", "nosniff"}});
+void Server::Impl::OnRequest(net::HttpExchange& ex) {
+  auto& req = ex.req;
+  auto& res = ex.res;
+  ex.route = MatchRoute(req.path).route;
+  const std::string given = req.get_header_value("X-Request-Id");
+  ex.id = ValidRequestId(given) ? given
+                                : fmt::format("{:08x}{:08x}", id_prefix,
+                                              request_counter.fetch_add(1, std::memory_order_relaxed) & 0xffffffffu);
+  res.set_header("X-Request-Id", ex.id);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  if (loopback) {
+    // A page on another site must not reach a loopback daemon through DNS rebinding.
+    const std::string host_header = req.get_header_value("Host");
+    if (!host_header.empty() && !net::IsLoopbackHost(net::HostName(host_header))) {
+      SendError(res, 403, "Host header is not a loopback name (bind with --host to serve other names)");
+      return;
+    }
+  }
+  Dispatch(req, res);
+}
 
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    auto& state = t_request;
-    state.start = Clock::now();
-    state.active = true;
-    state.route = MatchRoute(req.path).route;
-    const std::string given = req.get_header_value("X-Request-Id");
-    state.id = ValidRequestId(given)
-                   ? given
-                   : fmt::format("{:08x}{:08x}", id_prefix,
-                                 request_counter.fetch_add(1, std::memory_order_relaxed) & 0xffffffffu);
-    res.set_header("X-Request-Id", state.id);
-    if (draining) res.set_header("Connection", "close");
-    if (loopback) {
-      // A page on another site must not reach a loopback daemon through DNS rebinding.
-      const std::string host_header = req.get_header_value("Host");
-      if (!host_header.empty() && !net::IsLoopbackHost(net::HostName(host_header))) {
-        SendError(res, 403, "Host header is not a loopback name (bind with --host to serve other names)");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    const bool has_body = req.has_header("Transfer-Encoding") ||
-                          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
-    // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112
-    // 6.3); httplib would wait for the connection to close instead, so dispatch now.
-    if (!has_body) {
-      Dispatch(req, res);
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    static constexpr std::string_view kRoutable[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
-    if (std::find(std::begin(kRoutable), std::end(kRoutable), req.method) == std::end(kRoutable)) {
-      Dispatch(req, res);  // 404 or 405; httplib itself would answer 400
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  auto dispatch = [this](const httplib::Request& req, httplib::Response& res) { Dispatch(req, res); };
-  http.Get(".*", dispatch);
-  http.Post(".*", dispatch);
-  http.Put(".*", dispatch);
-  http.Patch(".*", dispatch);
-  http.Delete(".*", dispatch);
-  http.Options(".*", dispatch);
+void Server::Impl::OnFail(net::HttpExchange& ex, int status, std::string_view message) {
+  ex.route = kUnmatched;
+  ex.id = fmt::format("{:08x}{:08x}", id_prefix, request_counter.fetch_add(1, std::memory_order_relaxed) & 0xffffffffu);
+  ex.res.set_header("X-Request-Id", ex.id);
+  SendError(ex.res, status, std::string(message));
+}
 
-  // Statuses httplib sets itself (413 body too large, 414, 400 unparsable request).
-  http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request&,
-                                                                    httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string message =
-        res.status == 413   ? fmt::format("request body too large (the limit is {} bytes)", options.max_body_bytes)
-        : res.status == 414 ? std::string("request URI too long")
-        : res.status == 400 ? std::string("malformed HTTP request")
-                            : fmt::format("request failed (HTTP {})", res.status);
-    SendError(res, res.status, message);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    SendError(res, 500, "internal error");
-  });
-  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    auto& state = t_request;
-    const double seconds = state.active ? std::chrono::duration<double>(Clock::now() - state.start).count() : 0.0;
-    if (!state.active) {
-      state.route = kUnmatched;
-      state.id.clear();
-    }
-    metrics.ObserveRequest(state.route, res.status, seconds);
-    AccessLog(req, res, seconds);
-    state.active = false;
-  });
+void Server::Impl::OnFinish(const net::HttpExchange& ex) {
+  const double seconds = std::chrono::duration<double>(Clock::now() - ex.start).count();
+  metrics.ObserveRequest(ex.route, ex.res.status, seconds);
+  AccessLog(ex, seconds);
 }
 
 // ---- Server
 Server::Server(ServerOptions options, ModelLoader loader)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(loader))) {
-  impl_->Routes();
-}
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(loader))) {}
 
 Server::~Server() { Drain(); }
 
 void Server::Start(const std::string& host, int port) {
   if (port < 0 || port > 65535) throw InvalidArgument(fmt::format("--port {} is outside 0..65535", port));
-  if (impl_->thread.joinable()) throw InvalidArgument("the server is already started");
+  auto& impl = *impl_;
+  if (impl.front) throw InvalidArgument("the server is already started");
   // Set before the first request can arrive: the Host check reads `loopback`.
-  impl_->host = host;
-  impl_->loopback = net::IsLoopbackHost(host);
-  impl_->port = net::StartListening(impl_->http, host, port, impl_->thread, impl_->thread_done);
+  impl.host = host;
+  impl.loopback = net::IsLoopbackHost(host);
+  if (impl.options.access_log && impl.options.json_logs && impl.options.logger &&
+      impl.options.logger->Enabled(LogLevel::kInfo)) {
+    impl.access_log = std::make_unique<AccessLogWriter>(STDERR_FILENO);
+  }
+  net::HttpFrontOptions front;
+  front.threads = impl.options.threads > 0 ? impl.options.threads
+                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  front.blocking_threads = std::max(1, impl.options.blocking_threads);
+  front.max_body_bytes = impl.options.max_body_bytes;
+  front.read_timeout = std::chrono::milliseconds(impl.options.read_timeout_ms);
+  front.write_timeout = std::chrono::milliseconds(impl.options.write_timeout_ms);
+  front.keep_alive_timeout = std::chrono::milliseconds(impl.options.keep_alive_timeout_ms);
+  front.keep_alive_max_requests = impl.options.keep_alive_max_requests;
+  net::HttpHandlers handlers;
+  Impl* self = &impl;
+  handlers.blocking = [](net::HttpExchange& ex) { return IsBlockingRoute(MatchRoute(ex.req.path).route); };
+  handlers.handle = [self](net::HttpExchange& ex) { self->OnRequest(ex); };
+  handlers.fail = [self](net::HttpExchange& ex, int status, std::string_view message) {
+    self->OnFail(ex, status, message);
+  };
+  handlers.finish = [self](const net::HttpExchange& ex) { self->OnFinish(ex); };
+  impl.front = std::make_unique<net::HttpFrontEnd>(front, std::move(handlers));
+  impl.port = impl.front->Start(host, port);
 }
 
 int Server::port() const { return impl_->port; }
@@ -973,11 +974,10 @@ bool Server::ready() const { return impl_->current.load() != nullptr && !impl_->
 
 void Server::Drain() {
   impl_->draining = true;
-  if (!impl_->thread.joinable()) return;
-  // stop() closes the listening socket; each worker finishes the request it is on and
-  // leaves its keep-alive loop; listen_after_bind returns once the pool has joined.
-  impl_->http.stop();
-  impl_->thread.join();
+  // Idle keep-alive connections close, requests already started finish (answered with
+  // Connection: close), then the event loops and the blocking pool are joined.
+  if (impl_->front) impl_->front->Drain();
+  if (impl_->access_log) impl_->access_log->Flush();
 }
 
 }  // namespace recforge::serve

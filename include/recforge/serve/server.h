@@ -32,9 +32,11 @@
 // ModelLoader), replays the event log into it and swaps; a load that throws leaves
 // the old one serving.
 //
-// Threading: httplib gives each connection one worker thread for its keep-alive life,
-// so the pool has `connections` workers (requests run on them; const service calls,
-// no nested parallelism). Thread-safe: every public method.
+// Threading: `threads` event-loop threads (src/net/http_front.h) accept, parse and run
+// the handlers inline (const service calls of microseconds, no nested parallelism), in
+// arrival order, with no more runnable threads than cores; any number of keep-alive
+// connections costs only sockets. Handlers that block (an fsync'd event append, a
+// reload, a batch) run on a pool of `blocking_threads`. Thread-safe: every public method.
 #pragma once
 
 #include <chrono>
@@ -55,18 +57,14 @@ namespace recforge::serve {
 using ModelLoader = std::function<std::shared_ptr<RecommendationService>(const std::string& reference)>;
 
 struct ServerOptions {
-  int connections = 64;                 // worker threads = concurrent keep-alive connections served
-  // Requests that compute (recommend, similar, popular, history) run at most this many at
-  // once; the others wait asleep. Dozens of runnable workers on a few cores would be
-  // time-sliced by the kernel, and a request preempted mid-way waits out everyone's
-  // slice (a p99 of 60 ms at a p50 of 2 ms); gated, each finishes in one go.
-  int compute_slots = 0;                // 0: the number of hardware threads
+  int threads = 0;                      // event-loop threads; 0: the number of hardware threads
+  int blocking_threads = 2;             // pool for POST /events (fsync), /admin/reload, /recommend/batch
   std::string admin_token;              // empty: /admin/* always answers 403
   std::filesystem::path events_path;    // the durable event log; empty: events kept in memory only
   std::size_t max_body_bytes = 1 << 20; // larger bodies: 413
-  int read_timeout_seconds = 5;         // a stalled client frees its worker after this
-  int write_timeout_seconds = 5;
-  int keep_alive_timeout_seconds = 2;   // idle keep-alive connections close after this
+  int read_timeout_ms = 5000;           // a request must arrive within this from its first byte (408)
+  int write_timeout_ms = 5000;          // an answer must be taken by the client within this
+  int keep_alive_timeout_ms = 2000;     // idle keep-alive connections close after this
   std::size_t keep_alive_max_requests = 100000;
   bool access_log = true;               // one line per request (info level)
   bool json_logs = true;                // access log as JSON lines (else text)
