@@ -251,6 +251,14 @@ void NcfModel::FitImpl(const TrainingData& data, const Context& ctx,
 
   std::vector<ItemIndex> drawn(n_positives * negatives);
   std::vector<Sample> samples;
+  // Threads only pay when a batch has real work: each batch has two parallel regions,
+  // and a barrier costs more than a small batch's arithmetic (the thread count does not
+  // change the result, so this is free to choose).
+  std::size_t flops_per_row = f;
+  for (std::size_t l = 0; l < shape_.hidden.size(); ++l) {
+    flops_per_row += shape_.LayerInput(l) * shape_.hidden[l];
+  }
+  const int batch_threads = batch_size * rows_per_sample * flops_per_row * 6 >= (1u << 20) ? threads : 1;
   const std::uint64_t negative_seed = DeriveSeed(ctx.seed, 2);
   const std::uint64_t shuffle_seed = DeriveSeed(ctx.seed, 3);
   const std::uint64_t dropout_seed = DeriveSeed(ctx.seed, 4);
@@ -323,7 +331,7 @@ void NcfModel::FitImpl(const TrainingData& data, const Context& ctx,
           }
         }
       }
-      ParallelFor<std::size_t>(0, n_slices, threads, [&](std::size_t s) {
+      ParallelFor<std::size_t>(0, n_slices, batch_threads, [&](std::size_t s) {
         const std::size_t first = s * kSliceSamples;
         const std::size_t length = std::min(kSliceSamples, count - first);
         const std::size_t row0 = first * rows_per_sample;
@@ -374,7 +382,7 @@ void NcfModel::FitImpl(const TrainingData& data, const Context& ctx,
       const std::size_t dense_tasks = (dense_size + kDenseChunk - 1) / kDenseChunk;
       const std::size_t n_tasks = dense_tasks + user_groups.size() + item_groups.size();
       ParallelFor<std::size_t>(
-          0, n_tasks, threads,
+          0, n_tasks, batch_threads,
           [&](std::size_t task) {
             if (task < dense_tasks) {
               const std::size_t from = task * kDenseChunk;

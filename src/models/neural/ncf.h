@@ -16,7 +16,9 @@
 // forward and backward passes, each into its own gradient buffer, and the buffers are
 // summed in slice order; the touched embedding rows are then updated in parallel, each
 // summing its rows' gradients in batch order. So the model depends on the seed only, not
-// on the thread count. The loss reported per epoch is the mean training loss.
+// on the thread count. (Batches with little arithmetic — under ~1 MFLOP, e.g. tiny
+// networks — run on one thread: their two barriers would cost more than the work.)
+// The loss reported per epoch is the mean training loss.
 //
 // Scoring: the first MLP layer splits into a user part and an item part,
 //   W_1 [p'_u, q'_i] + b_1 = W_1u p'_u + (W_1i q'_i + b_1),
