@@ -6,12 +6,18 @@
 # Data and models go under ./demo/; every step is recorded as a run in the default
 # tracking store ./mlruns.db + ./artifacts/ (all ignored by git), so `recforge runs
 # list` and `recforge ui` show them right after.
+#
+# Environment: RECFORGE_DEMO_PORT (default 8000); RECFORGE_BIN=PATH uses that binary and
+# skips the install and build steps; RECFORGE_DEMO_OUT (default ./demo); the tracking
+# store follows RECFORGE_TRACKING_URI as every command does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh release
-rf=build/release/recforge
-out=demo
+if [ -z "${RECFORGE_BIN:-}" ]; then
+  scripts/install-deps.sh
+  scripts/build.sh release
+fi
+rf=${RECFORGE_BIN:-build/release/recforge}
+out=${RECFORGE_DEMO_OUT:-demo}
 rm -rf "$out" && mkdir -p "$out"
 
 echo "== 1. synthesise raw interaction logs (CSV with a header, Unix-second timestamps)"

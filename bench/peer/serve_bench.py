@@ -21,7 +21,7 @@ there and reused (--fresh rebuilds them). --quick is a smoke run: small syntheti
 (50k items but few interactions; 250k items for the ANN case), 3-second runs.
 
   /usr/bin/python3 bench/peer/serve_bench.py [--quick] [--duration 60] [--connections 32]
-      [--only ml100k,synth50k,ann1m,reload] [--work DIR] [--fresh]
+      [--only ml100k,synth50k,ann1m,reload] [--work DIR] [--fresh] [--cli BIN] [--export BIN]
 
 Needs a release build with the bench targets (RECFORGE_BUILD_BENCH=ON:
 build/release/bench/recforge_export_factors), Debian wrk, python3-fastapi,
@@ -57,6 +57,11 @@ TOKEN = "serve-bench-token"
 # Targets of issue 5.
 TARGET_RATIO = {"ml100k": 3.0, "synth50k": 10.0}
 TARGET_P99_MS = {"ml100k": 5.0, "synth50k": 5.0, "ann1m": 10.0}
+
+
+def set_binaries(cli, export):
+    global CLI, EXPORT
+    CLI, EXPORT = os.path.abspath(cli), os.path.abspath(export)
 
 
 class CaseFailed(Exception):
@@ -504,7 +509,10 @@ def main():
                     help="keep recforge's per-request log (default --no-access-log, like the peer's uvicorn)")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for recforge serve")
     ap.add_argument("--fresh", action="store_true", help="rebuild datasets and models")
+    ap.add_argument("--cli", default=CLI, help="the recforge binary (default build/release/recforge)")
+    ap.add_argument("--export", default=EXPORT, help="recforge_export_factors (default build/release/bench/)")
     a = ap.parse_args()
+    set_binaries(a.cli, a.export)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the servers started here are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.only = set(a.only.split(","))
