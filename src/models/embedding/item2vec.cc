@@ -281,8 +281,7 @@ std::vector<ParamField> Item2VecModel::Fields() {
 }
 
 bool Item2VecModel::HasVector(ItemIndex item) const {
-  return item < item_counts_.size() &&
-         item_counts_[item] >= static_cast<std::uint64_t>(params().Int("min_count"));
+  return item < item_counts_.size() && item_counts_[item] >= min_count_;
 }
 
 void Item2VecModel::FitImpl(const TrainingData& data, const Context& ctx,

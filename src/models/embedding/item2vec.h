@@ -77,7 +77,9 @@ namespace recforge::models {
 class Item2VecModel final : public FactorModel {
  public:
   static std::vector<ParamField> Fields();
-  explicit Item2VecModel(ParamValues params) : FactorModel(std::move(params)) {}
+  explicit Item2VecModel(ParamValues params) : FactorModel(std::move(params)) {
+    min_count_ = static_cast<std::uint64_t>(this->params().Int("min_count"));
+  }
 
   // Cosine of input vectors (see above); empty for an item index >= n_items().
   RankedItems SimilarItems(ItemIndex item, std::size_t k) const override;
@@ -108,6 +110,7 @@ class Item2VecModel final : public FactorModel {
   void UpdateInputNorms();
 
   std::vector<std::uint32_t> item_counts_;
+  std::uint64_t min_count_ = 1;  // from the params (cached: HasVector runs per history item)
   std::vector<float> input_vectors_;  // scoring=context only: raw input vectors, n_items x k
   std::vector<float> input_norms_;    // their norms (derived)
 };
