@@ -1,9 +1,40 @@
 #include "recforge/serve/ann_index.h"
 
+// hnswlib 0.6.2 defines non-inline functions and variables in its headers (cpuid,
+// xgetbv, AVXCapable, AVX512Capable, hnswlib::InnerProductSIMD16Ext, ...): two
+// translation units of one binary that include it (src/models/ranking does too) would
+// define them twice. The ones of this file are renamed; the system headers that use
+// similar names come first.
+#include <cpuid.h>
+#include <immintrin.h>
+#include <x86intrin.h>
+#define cpuid recforge_serve_hnswlib_cpuid
+#define xgetbv recforge_serve_hnswlib_xgetbv
+#define AVXCapable recforge_serve_hnswlib_AVXCapable
+#define AVX512Capable recforge_serve_hnswlib_AVX512Capable
+#define InnerProductSIMD16Ext recforge_serve_InnerProductSIMD16Ext
+#define InnerProductSIMD4Ext recforge_serve_InnerProductSIMD4Ext
+#define InnerProductDistanceSIMD16Ext recforge_serve_InnerProductDistanceSIMD16Ext
+#define InnerProductDistanceSIMD4Ext recforge_serve_InnerProductDistanceSIMD4Ext
+#define L2SqrSIMD16Ext recforge_serve_L2SqrSIMD16Ext
 #include <hnswlib/hnswlib.h>
+#undef cpuid
+#undef xgetbv
+#undef AVXCapable
+#undef AVX512Capable
+#undef InnerProductSIMD16Ext
+#undef InnerProductSIMD4Ext
+#undef InnerProductDistanceSIMD16Ext
+#undef InnerProductDistanceSIMD4Ext
+#undef L2SqrSIMD16Ext
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "recforge/core/error.h"
 #include "recforge/core/parallel.h"
@@ -50,14 +81,28 @@ struct AnnIndex::Impl {
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph;
 };
 
-AnnIndex::AnnIndex(std::span<const float> vectors, std::size_t n, std::size_t dim,
-                   std::span<const float> item_bias, const AnnIndexOptions& options, int threads)
-    : n_(n), dim_(dim), with_bias_(!item_bias.empty()) {
-  if (vectors.size() != n * dim) throw InvalidArgument("AnnIndex: vectors must hold n x dim floats");
-  if (with_bias_ && item_bias.size() != n) throw InvalidArgument("AnnIndex: item_bias must hold n floats");
+namespace {
+
+void CheckOptions(const AnnIndexOptions& options) {
   if (options.m < 2 || options.ef_construction < 1 || options.ef_search < 1) {
     throw InvalidArgument("AnnIndex: m must be >= 2, ef_construction and ef_search >= 1");
   }
+}
+
+}  // namespace
+
+AnnIndex::AnnIndex(std::size_t n, std::size_t dim, bool with_bias, const AnnIndexOptions& options)
+    : n_(n), dim_(dim), stored_dim_(dim + (with_bias ? 1 : 0)), with_bias_(with_bias), options_(options) {
+  CheckOptions(options);
+  impl_ = std::make_unique<Impl>(stored_dim_);
+}
+
+AnnIndex::AnnIndex(std::span<const float> vectors, std::size_t n, std::size_t dim,
+                   std::span<const float> item_bias, const AnnIndexOptions& options, int threads)
+    : n_(n), dim_(dim), with_bias_(!item_bias.empty()), options_(options) {
+  if (vectors.size() != n * dim) throw InvalidArgument("AnnIndex: vectors must hold n x dim floats");
+  if (with_bias_ && item_bias.size() != n) throw InvalidArgument("AnnIndex: item_bias must hold n floats");
+  CheckOptions(options);
   // Stored rows: [Q[i], bias[i] if any]; queries get a trailing 1.
   const std::size_t stored_dim = dim + (with_bias_ ? 1 : 0);
   stored_dim_ = stored_dim;
@@ -80,6 +125,113 @@ AnnIndex::AnnIndex(std::span<const float> vectors, std::size_t n, std::size_t di
 }
 
 AnnIndex::~AnnIndex() = default;
+
+void AnnIndex::SetEfSearch(int ef_search) {
+  if (ef_search < 1) throw InvalidArgument("AnnIndex: ef_search must be >= 1");
+  options_.ef_search = ef_search;
+  impl_->graph->setEf(static_cast<std::size_t>(ef_search));
+}
+
+std::string AnnIndex::KeyText(std::string_view key) const {
+  std::ostringstream text;
+  text << "recforge-hnsw 1\n"
+       << "hnswlib 0.6\n"
+       << "key " << key << "\n"
+       << "items " << n_ << "\n"
+       << "dim " << dim_ << "\n"
+       << "item_bias " << (with_bias_ ? 1 : 0) << "\n"
+       << "m " << options_.m << "\n"
+       << "ef_construction " << options_.ef_construction << "\n"
+       << "seed " << options_.seed << "\n";
+  return text.str();
+}
+
+void AnnIndex::Save(const std::string& path, std::string_view key) const {
+  // The graph, then the key file (both under temporary names, then renamed): a key
+  // file is only ever beside the complete graph it describes.
+  const std::string key_path = path + ".key";
+  const std::string graph_tmp = path + ".tmp";
+  const std::string key_tmp = key_path + ".tmp";
+  std::error_code ignored;
+  std::filesystem::remove(key_path, ignored);
+  try {
+    impl_->graph->saveIndex(graph_tmp);
+  } catch (const std::exception& e) {
+    throw IoError(path + ": cannot write the HNSW index: " + e.what());
+  }
+  {
+    std::ofstream out(key_tmp, std::ios::binary | std::ios::trunc);
+    out << KeyText(key);
+    out.close();
+    if (!out) throw IoError(key_tmp + ": cannot write the HNSW key file");
+  }
+  std::error_code error;
+  std::filesystem::rename(graph_tmp, path, error);
+  if (!error) std::filesystem::rename(key_tmp, key_path, error);
+  if (error) {
+    std::filesystem::remove(graph_tmp, ignored);
+    std::filesystem::remove(key_tmp, ignored);
+    throw IoError(path + ": cannot write the HNSW index: " + error.message());
+  }
+  // saveIndex() reports nothing: check the size it must have written.
+  const std::uintmax_t bytes = std::filesystem::file_size(path, error);
+  if (error || bytes < n_ * stored_dim_ * sizeof(float)) {
+    std::filesystem::remove(key_path, ignored);
+    throw IoError(path + ": the HNSW index was not written completely");
+  }
+}
+
+std::unique_ptr<AnnIndex> AnnIndex::BuildOrLoad(std::span<const float> vectors, std::size_t n, std::size_t dim,
+                                                std::span<const float> item_bias, const AnnIndexOptions& options,
+                                                int threads, const std::string& cache_path, std::string_view key,
+                                                AnnBuildInfo* info) {
+  AnnBuildInfo local;
+  AnnBuildInfo& status = info ? *info : local;
+  status = AnnBuildInfo{};
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  if (!cache_path.empty() && n > 0) {
+    const bool with_bias = !item_bias.empty();
+    auto index = std::unique_ptr<AnnIndex>(new AnnIndex(n, dim, with_bias, options));
+    std::ifstream key_file(cache_path + ".key", std::ios::binary);
+    if (key_file) {
+      std::ostringstream stored;
+      stored << key_file.rdbuf();
+      if (stored.str() == index->KeyText(key)) {
+        try {
+          index->impl_->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(&index->impl_->space, cache_path,
+                                                                                   false, n);
+          if (static_cast<std::size_t>(index->impl_->graph->cur_element_count) != n) {
+            throw FormatError("holds " + std::to_string(static_cast<std::size_t>(index->impl_->graph->cur_element_count)) +
+                              " items, not " + std::to_string(n));
+          }
+          index->impl_->graph->setEf(static_cast<std::size_t>(options.ef_search));
+          status.loaded = true;
+          status.seconds = elapsed();
+          return index;
+        } catch (const std::exception& e) {
+          status.cache_error = cache_path + ": unreadable HNSW cache (" + e.what() + "), rebuilding";
+        }
+      } else {
+        status.cache_error = cache_path + ".key: made for another model or other options, rebuilding";
+      }
+    }
+  }
+  auto index = std::make_unique<AnnIndex>(vectors, n, dim, item_bias, options, threads);
+  status.seconds = elapsed();
+  if (!cache_path.empty() && n > 0) {
+    try {
+      index->Save(cache_path, key);
+      status.saved = true;
+    } catch (const std::exception& e) {
+      if (!status.cache_error.empty()) status.cache_error += "; ";
+      status.cache_error += e.what();
+    }
+  }
+  return index;
+}
 
 void AnnIndex::Search(const float* query, std::size_t k, std::vector<ItemIndex>& out) const {
   out.clear();

@@ -3,18 +3,35 @@
 // AVX-512 / AVX2 / baseline kernel) over the item factors of a factor model. (The
 // MIPS-to-L2 transform, sqrt(max|x|^2 - |x|^2) as an extra coordinate, was measured
 // worse: Recall@10 0.52 vs 1.00 on 20k items with a popularity-like norm spread.)
-// An item bias is folded into the search by appending it to the item vector and a 1 to
-// the query, so the graph ranks by dot + item bias; callers re-score the returned
+//
+// Bias terms. A factor model scores mu + b_u + b_i + p_u . q_i: mu and b_u are the same
+// for every item of one request, so they do not change the ranking and are left out;
+// the item bias b_i is folded into the search by appending it to the item vector and a
+// 1 to the query, so the graph ranks by p_u . q_i + b_i. Callers re-score the returned
 // candidates exactly (recommendation_service.cc) before filtering and taking the top k.
 //
-// Build inserts the points in parallel (hnswlib supports concurrent addPoint); the
-// graph depends on the insertion order, so it is not bit-identical across thread
-// counts. Search is const and safe to call from many threads.
+// Build inserts the points in parallel (hnswlib's addPoint is thread-safe for distinct
+// labels) on `threads` threads (ParallelFor); the graph depends on the insertion
+// order, so it is not bit-identical across thread counts (search results agree to
+// the measured recall). Search is const and safe to call from many threads.
+//
+// Cache. Building a 1M-item graph takes minutes of CPU, so BuildOrLoad() can keep it
+// beside the model file: `cache_path` (hnswlib's own format) and `cache_path + ".key"`
+// (a small text file: format version, the caller's key, e.g. the model file's SHA-256,
+// the shape and the build options). A cache whose key file does not match exactly is
+// rebuilt and overwritten (files written to a temporary name, then renamed).
+//
+// Defaults (M 16, ef_construction 64, ef_search 100): Recall@10 of the served path
+// (256 candidates re-scored exactly) against exact search >= 0.95 on 1M synthetic
+// items of 32-64 dims (tests/unit/serve/ann_index_test.cc; figures, build times and
+// latencies in docs/benchmarks.md, bench/micro/ann_bench.cc).
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "recforge/core/types.h"
@@ -22,10 +39,18 @@
 namespace recforge::serve {
 
 struct AnnIndexOptions {
-  int m = 16;
-  int ef_construction = 200;
-  int ef_search = 128;
-  std::size_t seed = 100;
+  int m = 16;                // graph degree (2 * m links on the bottom layer)
+  int ef_construction = 64;  // candidate list while inserting
+  int ef_search = 100;       // candidate list while searching (at least k is used)
+  std::size_t seed = 100;    // hnswlib's level generator
+};
+
+// What BuildOrLoad() did.
+struct AnnBuildInfo {
+  bool loaded = false;        // read from the cache
+  bool saved = false;         // built and written to the cache
+  double seconds = 0;         // build or load time
+  std::string cache_error;    // why the cache was not used / not written (empty: fine)
 };
 
 class AnnIndex {
@@ -38,8 +63,23 @@ class AnnIndex {
   AnnIndex(const AnnIndex&) = delete;
   AnnIndex& operator=(const AnnIndex&) = delete;
 
+  // Loads the graph from `cache_path` when its key file matches (key, n, dim, bias or
+  // not, m, ef_construction); otherwise builds it and, when cache_path is not empty,
+  // saves it there. Cache problems (unreadable, corrupt, not writable) never fail the
+  // call: they are reported in info->cache_error and the graph is built.
+  static std::unique_ptr<AnnIndex> BuildOrLoad(std::span<const float> vectors, std::size_t n, std::size_t dim,
+                                               std::span<const float> item_bias, const AnnIndexOptions& options,
+                                               int threads, const std::string& cache_path, std::string_view key,
+                                               AnnBuildInfo* info = nullptr);
+
+  // Writes the graph to `path` and its key file to `path + ".key"`. Throws IoError.
+  void Save(const std::string& path, std::string_view key) const;
+
   std::size_t size() const { return n_; }
   std::size_t dim() const { return dim_; }
+
+  // Changes the search candidate list (not thread-safe against concurrent Search).
+  void SetEfSearch(int ef_search);
 
   // Up to `k` items with the largest dot(query, Q[i]) + item_bias[i], in no particular
   // order (the graph explores max(ef_search, k) candidates). `query` has dim() floats.
@@ -47,11 +87,15 @@ class AnnIndex {
 
  private:
   struct Impl;
+  AnnIndex(std::size_t n, std::size_t dim, bool with_bias, const AnnIndexOptions& options);
+  std::string KeyText(std::string_view key) const;
+
   std::unique_ptr<Impl> impl_;
   std::size_t n_ = 0;
   std::size_t dim_ = 0;
   std::size_t stored_dim_ = 0;
   bool with_bias_ = false;
+  AnnIndexOptions options_;
 };
 
 }  // namespace recforge::serve
