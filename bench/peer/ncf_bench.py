@@ -103,7 +103,7 @@ def run_ours(a, path, work):
     quiet = ["--threads", str(a.threads), "-q"]
     if not os.path.exists(dataset):
         subprocess.run([a.cli, "data", "prepare", path, "-o", dataset, "--split", "ratio", "--test-ratio", "0.2",
-                        "--dedup", "first"] + quiet, check=True, capture_output=True)
+                        "--dedup", "first", "--no-track"] + quiet, check=True, capture_output=True)
     spec = (f"ncf:factors={a.factors},mlp_factors={a.mlp_factors},layers={a.layers},negatives={a.negatives},"
             f"batch_size={a.batch_size},epochs={a.epochs},lr={a.lr},dropout={a.dropout},loss=bce")
     best, lists = None, None
@@ -115,7 +115,7 @@ def run_ours(a, path, work):
         per_epoch = sum(e["seconds"] for e in summary["epochs"]) / len(summary["epochs"])
         recs = os.path.join(work, "recs.tsv")
         subprocess.run([a.cli, "recommend", "--model", model, "--dataset", dataset, "--all-users", "-k", "10",
-                        "-o", recs, "--no-track"] + quiet, check=True, capture_output=True)
+                        "-o", recs] + quiet, check=True, capture_output=True)
         run_lists = {}
         with open(recs) as f:
             for line in f:
