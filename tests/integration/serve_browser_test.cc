@@ -220,6 +220,31 @@ TEST_F(ServeBrowser, RendersDemoPageAndSwaggerDocs) {
     ExpectIn(dom, std::string("data-path=\"") + route + "\"", "/docs");
   }
 
+  // The event flow: /?user=u0&event=ITEM posts "u0 viewed ITEM" through the page's event
+  // form; the page then shows the stored event, ITEM leaves u0's recommendations (the
+  // list refreshed, new entries marked fresh) and heads u0's history.
+  const std::string viewed = recommended["items"][0]["item_id"].get<std::string>();
+  dom = Dom(base + "?user=u0&event=" + viewed);
+  ExpectIn(dom, "data-ready=\"true\"", "demo page after an event");
+  ExpectIn(dom, "stored 1 event: u0 \u2192 " + viewed, "demo page (event status)");
+  auto list = [&dom](const std::string& id) {
+    const auto start = dom.find("id=\"" + id + "\"");
+    if (start == std::string::npos) return std::string();
+    return dom.substr(start, dom.find("</ol>", start) - start);
+  };
+  const std::string recommendations = list("recommendations"), history_list = list("history");
+  ASSERT_FALSE(recommendations.empty()) << dom;
+  EXPECT_EQ(recommendations.find("data-item-id=\"" + viewed + "\""), std::string::npos)
+      << "the viewed item is still recommended:\n" << recommendations;
+  EXPECT_NE(recommendations.find("class=\"fresh\""), std::string::npos) << recommendations;
+  const auto first_history = history_list.find("data-item-id=\"");
+  ASSERT_NE(first_history, std::string::npos) << history_list;
+  EXPECT_EQ(history_list.substr(first_history, 14 + viewed.size() + 1), "data-item-id=\"" + viewed + "\"")
+      << "newest first:\n" << history_list;
+  auto after = client.Get("/users/u0/history?limit=1");
+  ASSERT_TRUE(after && after->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(after->body)["items"][0]["item_id"], viewed) << "the page's event reached the server";
+
   Screenshot(base, "serve_demo.png");
   Screenshot(base + "docs", "serve_docs.png");
 

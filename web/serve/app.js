@@ -223,6 +223,10 @@ async function loadPopular() {
 
 async function postEvent(event) {
   event.preventDefault();
+  await submitEvent();
+}
+
+async function submitEvent() {
   const body = { user_id: $('event-user').value.trim(), item_id: $('event-item').value.trim() };
   const rating = parseFloat($('event-rating').value);
   if (isFinite(rating)) body.rating = rating;
@@ -245,8 +249,19 @@ function init() {
   for (const id of ['top-k', 'rec-category', 'exclude-seen']) $(id).addEventListener('change', () => loadRecommendations());
   $('popular-category').addEventListener('change', loadPopular);
   $('event-form').addEventListener('submit', postEvent);
+  // Deep link: /?user=U shows U; /?user=U&event=ITEM then posts the event "U viewed
+  // ITEM" through the event form, as a click on "post event" would (a demo one can link
+  // to, and how the browser test drives the event flow).
+  const params = new URLSearchParams(window.location.search);
+  const linked = async () => {
+    if (params.get('user')) await selectUser(params.get('user'));
+    if (params.get('user') && params.get('event')) {
+      $('event-item').value = params.get('event');
+      await submitEvent();
+    }
+  };
   // data-ready tells tests (and impatient humans) that the first render is complete.
-  Promise.all([loadInfo(), loadPopular()]).finally(() => { document.body.dataset.ready = 'true'; });
+  Promise.all([loadInfo(), loadPopular()]).then(linked).finally(() => { document.body.dataset.ready = 'true'; });
 }
 
 init();
