@@ -209,7 +209,7 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
   cmd->add_option("--tracking-uri", args->tracking_uri,
                   "Tracking store for NAME@ALIAS (default: $RECFORGE_TRACKING_URI, else ./mlruns.db)");
   cmd->add_option("--read-timeout", args->read_timeout,
-                  "Seconds a request may take to arrive from its first byte (a stalled client is closed: 408), "
+                  "Seconds a request may take to arrive from its first byte (a stalled client is closed), "
                   "and an answer to be written")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();

@@ -204,7 +204,9 @@ class Session : public std::enable_shared_from_this<Session> {
           ec == asio::error::connection_reset || ec == asio::error::eof) {
         return Close();  // the client went away, or an idle keep-alive connection timed out
       }
-      if (ec == beast::error::timeout) return Fail(408, "request not received in time");
+      // A request not received in time: Beast closes the socket when the deadline
+      // fires, so there is no answer to write; the connection just ends.
+      if (ec == beast::error::timeout) return Close();
       if (ec == http::error::body_limit) {
         return Fail(413, fmt::format("request body too large (the limit is {} bytes)",
                                      front_->options.max_body_bytes));

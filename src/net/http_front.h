@@ -9,10 +9,10 @@
 // Connection rules: keep-alive (HTTP/1.1 default, up to keep_alive_max requests); an
 // idle connection closes after keep_alive_timeout; from the first byte of a request the
 // whole request must arrive within read_timeout (a slow or stalled client holds no
-// thread, only its socket, and is closed: 408); an answer must be written within
-// write_timeout. `Expect: 100-continue` is answered. Errors of the framing layer (400
-// malformed, 413 body over max_body_bytes, 431 header too large, 408) are filled by
-// `Handlers::fail` and close the connection.
+// thread, only its socket, and is closed when the deadline fires, without an answer);
+// an answer must be written within write_timeout. `Expect: 100-continue` is answered.
+// Errors of the framing layer (400 malformed, 413 body over max_body_bytes, 431 header
+// too large) are filled by `Handlers::fail` and close the connection.
 //
 // Drain(): the listening socket closes, idle keep-alive connections close, requests
 // already started (bytes received) finish and are answered with `Connection: close`,

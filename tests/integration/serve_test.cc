@@ -6,7 +6,9 @@
 #include <httplib.h>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +107,13 @@ class ServeProcess {
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return exit_code_;
   }
+  void SendSignal(int sig) { kill(pid_, sig); }
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
   int Stop() { return Signal(SIGTERM); }
   int Kill() { return Signal(SIGKILL); }
 
@@ -114,6 +123,53 @@ class ServeProcess {
   int exit_code_ = -1;
   int port_ = 0;
   std::string url_;
+};
+
+// A plain TCP connection, for what an HTTP client library will not do: stall mid-request,
+// send a request in pieces, keep a connection idle.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool connected() const { return connected_; }
+  bool Send(std::string_view data) {
+    return send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+  // Reads until `until` appears in what was received, the peer closes, or the timeout.
+  std::string Read(std::chrono::milliseconds timeout, std::string_view until = {}) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!until.empty() && received_.find(until) != std::string::npos) break;
+      pollfd fd{fd_, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (poll(&fd, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) continue;
+      char buffer[4096];
+      const ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      received_.append(buffer, static_cast<std::size_t>(n));
+    }
+    return received_;
+  }
+  bool closed() const { return closed_; }
+  void Clear() { received_.clear(); }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string received_;
 };
 
 class Serve : public ::testing::Test {
@@ -145,12 +201,12 @@ class Serve : public ::testing::Test {
   }
 
   std::unique_ptr<ServeProcess> Start(const std::string& events_name = "events.jsonl",
-                                      const std::string& model = "") {
-    auto process = std::make_unique<ServeProcess>(
-        std::vector<std::string>{"--model", model.empty() ? (*dir_ / "ials.bin").string() : model, "--dataset",
-                                 (*dir_ / "prep").string(), "--events", (local_ / events_name).string(),
-                                 "--admin-token", kToken},
-        local_ / "serve.log");
+                                      const std::string& model = "", const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"--model", model.empty() ? (*dir_ / "ials.bin").string() : model, "--dataset",
+                                  (*dir_ / "prep").string(), "--events", (local_ / events_name).string(),
+                                  "--admin-token", kToken};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto process = std::make_unique<ServeProcess>(args, local_ / "serve.log");
     EXPECT_NE(process->port(), 0) << "no URL printed; log:\n" << Log();
     EXPECT_TRUE(process->WaitReady()) << Log();
     return process;
@@ -561,6 +617,112 @@ TEST_F(Serve, SigtermDrainsAndExitsZero) {
   EXPECT_EQ(server->Stop(), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
   EXPECT_NE(Log().find("SIGTERM"), std::string::npos);
+}
+
+TEST_F(Serve, KeepAliveServesManyRequestsOnOneConnection) {
+  auto server = Start();
+  RawConnection connection(server->port());
+  ASSERT_TRUE(connection.connected());
+  for (int i = 0; i < 3; ++i) {
+    connection.Clear();
+    ASSERT_TRUE(connection.Send("GET /recommend/u1?k=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const std::string answer = connection.Read(std::chrono::seconds(5), "\"source\"");
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+    EXPECT_FALSE(connection.closed()) << "request " << i;
+  }
+  // Two pipelined requests in one write: both answered, in order.
+  connection.Clear();
+  ASSERT_TRUE(connection.Send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                              "GET /popular?k=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  const std::string both = connection.Read(std::chrono::seconds(5), "\"items\"");
+  const auto first = both.find("\"status\"");
+  const auto second = both.find("\"items\"");
+  EXPECT_NE(first, std::string::npos) << both;
+  EXPECT_NE(second, std::string::npos) << both;
+  EXPECT_LT(first, second);
+  // Expect: 100-continue (curl sends it for bodies over 1 KiB) is answered before the body.
+  connection.Clear();
+  const std::string body = R"({"user_id": "u1", "top_k": 3})";
+  ASSERT_TRUE(connection.Send(fmt::format("POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                          "application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                                          body.size())));
+  EXPECT_TRUE(connection.Read(std::chrono::seconds(5), "\r\n\r\n").starts_with("HTTP/1.1 100 Continue"));
+  ASSERT_TRUE(connection.Send(body));
+  EXPECT_NE(connection.Read(std::chrono::seconds(5), "\"source\"").find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// Stalled and slow clients hold a socket, never a thread: with far more of them than
+// event-loop threads (2), other clients are served at once, and the stalled ones are
+// closed after --read-timeout (without an answer), however slowly they trickle.
+TEST_F(Serve, SlowAndStalledClientsTimeOutWithoutHoldingAWorker) {
+  auto server = Start("events.jsonl", "", {"--read-timeout", "1"});
+  std::vector<std::unique_ptr<RawConnection>> stalled, silent;
+  for (int i = 0; i < 16; ++i) {
+    stalled.push_back(std::make_unique<RawConnection>(server->port()));
+    ASSERT_TRUE(stalled.back()->Send("POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40\r\n\r\n{\"us"));
+    silent.push_back(std::make_unique<RawConnection>(server->port()));
+  }
+  RawConnection trickle(server->port());
+  ASSERT_TRUE(trickle.Send("G"));
+  const auto started = std::chrono::steady_clock::now();
+  httplib::Client client("127.0.0.1", server->port());
+  for (int i = 0; i < 20; ++i) {
+    const auto before = std::chrono::steady_clock::now();
+    auto res = client.Get("/recommend/u1?k=5");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(500)) << "request " << i;
+  }
+  // One byte every 150 ms never extends the deadline: the request as a whole must arrive in 1 s.
+  const std::string slow = "ET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (char c : slow) {
+    if (!trickle.Send(std::string(1, c))) break;
+    if (!trickle.Read(std::chrono::milliseconds(150)).empty() || trickle.closed()) break;
+  }
+  EXPECT_EQ(trickle.Read(std::chrono::seconds(3)), "");
+  EXPECT_TRUE(trickle.closed()) << "a request trickling in must still arrive within --read-timeout";
+  for (auto& connection : stalled) {
+    EXPECT_EQ(connection->Read(std::chrono::seconds(3)), "");
+    EXPECT_TRUE(connection->closed()) << "a stalled request is closed after --read-timeout";
+  }
+  for (auto& connection : silent) {
+    EXPECT_EQ(connection->Read(std::chrono::seconds(3)), "") << "an idle connection closes without an answer";
+    EXPECT_TRUE(connection->closed());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(6));
+  auto res = client.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// SIGTERM while a request is half sent: it is still read, answered (Connection: close)
+// and logged; an idle keep-alive connection is closed; the process exits 0.
+TEST_F(Serve, SigtermFinishesTheRequestInFlight) {
+  auto server = Start();
+  RawConnection idle(server->port());
+  ASSERT_TRUE(idle.Send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  ASSERT_NE(idle.Read(std::chrono::seconds(5), "\"ok\"").find("200"), std::string::npos);
+  RawConnection busy(server->port());
+  const std::string body = R"({"user_id": "u1", "top_k": 4})";
+  ASSERT_TRUE(busy.Send(fmt::format("POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                    "application/json\r\nX-Request-Id: in-flight-1\r\nContent-Length: {}\r\n\r\n",
+                                    body.size())));
+  ASSERT_TRUE(busy.Send(body.substr(0, 10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->SendSignal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  idle.Clear();
+  EXPECT_EQ(idle.Read(std::chrono::seconds(3)), "");
+  EXPECT_TRUE(idle.closed()) << "the idle keep-alive connection is closed at once";
+  ASSERT_TRUE(busy.Send(body.substr(10)));
+  const std::string answer = busy.Read(std::chrono::seconds(5));
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\"items\""), std::string::npos) << answer;
+  EXPECT_EQ(server->Wait(), 0);
+  EXPECT_NE(Log().find(R"("request_id":"in-flight-1")"), std::string::npos) << Log();
 }
 
 TEST_F(Serve, MetricsCountRequestsSourcesModelAndEvents) {

@@ -62,7 +62,7 @@ struct ServerOptions {
   std::string admin_token;              // empty: /admin/* always answers 403
   std::filesystem::path events_path;    // the durable event log; empty: events kept in memory only
   std::size_t max_body_bytes = 1 << 20; // larger bodies: 413
-  int read_timeout_ms = 5000;           // a request must arrive within this from its first byte (408)
+  int read_timeout_ms = 5000;           // a request must arrive within this from its first byte (else closed)
   int write_timeout_ms = 5000;          // an answer must be taken by the client within this
   int keep_alive_timeout_ms = 2000;     // idle keep-alive connections close after this
   std::size_t keep_alive_max_requests = 100000;
