@@ -147,7 +147,9 @@ def overlap(args, recforge, export, work, params):
     sequences = os.path.join(work, "quality-sequences.txt")
     words, counts = write_sequences(prepared, sequences)
     model_file = os.path.join(work, "quality.rfm")
-    ours(recforge, prepared, spec_of(params), args.threads, output=model_file)
+    # scoring=cosine: Q is then the unit input vectors, whose dot products are the cosines
+    # SimilarItems ranks by (with the default scoring=context, Q holds output vectors).
+    ours(recforge, prepared, spec_of(params, scoring="cosine"), args.threads, output=model_file)
     out_dir = os.path.join(work, "quality-export")
     run([export, model_file, prepared, out_dir])
     q = np.load(os.path.join(out_dir, "Q.npy"))  # unit input vectors (scoring=cosine), 0 rows: no vector
