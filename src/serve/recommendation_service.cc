@@ -77,6 +77,12 @@ struct RecommendationService::Query {
   // The user's model-item history (train + events + context), merged by item, for fold-in.
   std::vector<ItemIndex> history_items;
   std::vector<float> history_values;
+  // The same history in time order, oldest first (train timeline, events, context; a
+  // repeated item keeps its latest position): what order-aware families (seq,
+  // item2vec) read in RecommendHistory.
+  std::vector<ItemIndex> sequence_items;
+  std::vector<float> sequence_values;
+  std::size_t n_event_history = 0;  // leading entries of history_items that are events
   std::vector<ItemIndex> recent;    // catalog items, newest first (context, events, train)
   std::vector<ItemIndex> context;   // catalog items of context_items
   std::vector<ItemIndex> excluded;  // sorted catalog items never returned (exclude_items; events + context when exclude_seen)
@@ -95,6 +101,9 @@ struct RecommendationService::Query {
     history_count = 0;
     history_items.clear();
     history_values.clear();
+    sequence_items.clear();
+    sequence_values.clear();
+    n_event_history = 0;
     recent.clear();
     context.clear();
     excluded.clear();
@@ -225,8 +234,18 @@ RecommendationService::RecommendationService(std::shared_ptr<const models::Recom
     options.m = ann_options_.m;
     options.ef_construction = ann_options_.ef_construction;
     options.ef_search = ann_options_.ef_search;
-    ann_ = std::make_unique<AnnIndex>(factor_model_->item_factors(), n_model_items_, factor_model_->factors(),
-                                      factor_model_->item_bias(), options, threads_);
+    // A model file gets its graph cached beside it, keyed by the file's checksum, so a
+    // restart or a reload of the same model loads the graph instead of rebuilding it.
+    const std::string cache_path = ann_options_.cache && !info_.path.empty() && !info_.sha256.empty()
+                                       ? info_.path + ".hnsw"
+                                       : std::string();
+    AnnBuildInfo build;
+    ann_ = AnnIndex::BuildOrLoad(factor_model_->item_factors(), n_model_items_, factor_model_->factors(),
+                                 factor_model_->item_bias(), options, threads_, cache_path, info_.sha256, &build);
+    ann_status_ = fmt::format("HNSW graph {} in {:.1f} s", build.loaded ? "loaded from " + cache_path : "built",
+                              build.seconds);
+    if (build.saved) ann_status_ += ", cached in " + cache_path;
+    if (!build.cache_error.empty()) ann_status_ += " (cache: " + build.cache_error + ")";
   }
 }
 
@@ -253,6 +272,46 @@ RecommendedItem RecommendationService::MakeItem(ItemIndex item, float score) con
     out.categories = meta.categories;
   }
   return out;
+}
+
+void RecommendationService::BuildSequence(Query& query) const {
+  // Oldest first: the training timeline (stored newest first), the events (stored
+  // oldest first), then the session's context items.
+  thread_local std::vector<std::pair<ItemIndex, float>> ordered;
+  ordered.clear();
+  if (query.train_user != kInvalidIndex) {
+    const UserIndex u = query.train_user;
+    for (std::uint64_t p = timeline_ptr_[u + 1]; p > timeline_ptr_[u]; --p) {
+      ordered.emplace_back(timeline_items_[p - 1], timeline_ratings_[p - 1]);
+    }
+  }
+  // The events are the first n_event_history entries of history_items, newest first.
+  for (std::size_t j = query.n_event_history; j > 0; --j) {
+    ordered.emplace_back(query.history_items[j - 1], query.history_values[j - 1]);
+  }
+  for (std::size_t j = 0; j < query.context.size(); ++j) {
+    if (query.context[j] < n_model_items_) ordered.emplace_back(query.context[j], 1.0f);
+  }
+  // A repeated item: values summed, kept at its latest position.
+  thread_local std::vector<std::size_t> last;
+  thread_local std::vector<std::pair<ItemIndex, std::size_t>> by_item;
+  by_item.clear();
+  for (std::size_t j = 0; j < ordered.size(); ++j) by_item.emplace_back(ordered[j].first, j);
+  std::sort(by_item.begin(), by_item.end());
+  last.clear();
+  for (std::size_t j = 0; j < by_item.size(); ++j) {
+    const bool final_occurrence = j + 1 == by_item.size() || by_item[j + 1].first != by_item[j].first;
+    if (!final_occurrence) {
+      ordered[by_item[j + 1].second].second += ordered[by_item[j].second].second;
+    } else {
+      last.push_back(by_item[j].second);
+    }
+  }
+  std::sort(last.begin(), last.end());
+  for (std::size_t position : last) {
+    query.sequence_items.push_back(ordered[position].first);
+    query.sequence_values.push_back(ordered[position].second);
+  }
 }
 
 void RecommendationService::BuildQuery(const RecommendRequest& request, Query& query) const {
@@ -287,6 +346,7 @@ void RecommendationService::BuildQuery(const RecommendRequest& request, Query& q
         if (e->item < n_model_items_) {
           query.history_items.push_back(e->item);
           query.history_values.push_back(e->rating);
+          ++query.n_event_history;
         }
       }
     }
@@ -312,6 +372,7 @@ void RecommendationService::BuildQuery(const RecommendRequest& request, Query& q
   }
   // Merge the history by item (values summed), as the training matrix would.
   if (query.has_events || !query.context.empty()) {
+    BuildSequence(query);
     thread_local std::vector<std::pair<ItemIndex, float>> merged;
     merged.clear();
     for (std::size_t j = 0; j < query.history_items.size(); ++j) {
@@ -430,7 +491,10 @@ bool RecommendationService::AnswerModel(const Query& query, std::vector<Recommen
 
   models::RankedItems ranked;
   if (adhoc && !query.history_items.empty()) {
-    ranked = model_->RecommendHistory(query.history_items, query.history_values, options);
+    // Time order for the model (a set for fold-in families, a sequence for seq/item2vec).
+    const bool ordered = !query.sequence_items.empty();
+    ranked = model_->RecommendHistory(ordered ? query.sequence_items : query.history_items,
+                                      ordered ? query.sequence_values : query.history_values, options);
   }
   if (ranked.items.empty() && trained_user) {
     // No fold-in for this family: the trained user, with the event items excluded.

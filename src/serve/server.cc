@@ -593,7 +593,7 @@ ServedModelInfo Server::Impl::Load(const std::string& requested) {
   if (options.logger) {
     options.logger->Info("serving model {} version {} ({}) from {}: {} users, {} items{}, loaded in {:.2f} s",
                          info.name, info.version, info.spec, ref, fresh->n_users(), fresh->n_items(),
-                         fresh->ann_enabled() ? ", ANN retrieval" : "",
+                         fresh->ann_enabled() ? ", ANN retrieval: " + fresh->ann_status() : std::string(),
                          std::chrono::duration<double>(Clock::now() - started).count());
   }
   // `previous` is released here, or by the last in-flight request that still holds it.

@@ -84,10 +84,11 @@ struct FallbackOptions {
 struct AnnOptions {
   std::size_t min_items = 200000;  // HNSW only for catalogs at least this large
   int m = 16;
-  int ef_construction = 200;
+  int ef_construction = 64;        // Recall@10 >= 0.95 at 1M items (ann_index.h)
   int ef_search = 128;
   std::size_t candidates = 256;    // retrieved per request, then exactly re-scored
   bool enabled = true;
+  bool cache = true;               // keep the graph beside the model file (<model>.hnsw)
 };
 
 class RecommendationService {
@@ -117,6 +118,8 @@ class RecommendationService {
   std::size_t n_users() const;  // incl. users that arrived by events
   std::size_t n_items() const;  // catalog incl. metadata-only items
   bool ann_enabled() const { return ann_ != nullptr; }
+  // How the HNSW graph was obtained ("built in 12.3 s", "loaded from X in 0.4 s"); empty without ANN.
+  const std::string& ann_status() const { return ann_status_; }
   std::vector<std::string> Categories() const;  // sorted, for the demo page
 
   // Additions beyond INTERFACES.md.
@@ -154,6 +157,7 @@ class RecommendationService {
   std::uint32_t FindCategory(std::string_view name) const;
   RecommendedItem MakeItem(ItemIndex item, float score) const;
   void BuildQuery(const RecommendRequest& request, Query& query) const;
+  void BuildSequence(Query& query) const;
   bool Admissible(const Query& query, ItemIndex item) const;
   bool AnswerModel(const Query& query, std::vector<RecommendedItem>& out) const;
   bool AnswerAnn(const Query& query, const float* user_vector, float user_bias,
@@ -192,6 +196,7 @@ class RecommendationService {
   std::vector<std::vector<ItemIndex>> category_popular_;  // per category, by popularity
   std::vector<std::vector<std::uint32_t>> item_categories_;  // catalog item -> sorted category positions
   std::unique_ptr<AnnIndex> ann_;
+  std::string ann_status_;
   std::unique_ptr<ContentIndex> content_;
   // SetContentModel: the hybrid model and the catalog's unit vectors (catalog x
   // content_factors_; a zero row: no content), used instead of content_ when set.

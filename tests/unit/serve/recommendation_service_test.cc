@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
+#include <tuple>
 #include <set>
 #include <string>
 #include <thread>
@@ -306,6 +308,71 @@ TEST(RecommendationService, IalsFoldInMovesTowardTheEventBlock) {
   for (int i = 24; i < 30; ++i) service->AddEvent(User(6), fmt::format("i{}", i), 5.0f, 6000 + i);
   const int after6 = CountInBlock(service->Recommend(request).items, 2);
   EXPECT_GT(after6, before6) << "fold-in did not move toward block 2";
+}
+
+// Records the history ScoreHistory receives (order-aware families read it as a sequence).
+class HistoryRecorder : public models::Recommender {
+ public:
+  HistoryRecorder() : Recommender(models::ParseSpec("random")) {}
+  void ScoreUsers(std::span<const UserIndex> users, float* out) const override {
+    std::fill(out, out + users.size() * n_items(), 0.0f);
+  }
+  bool ScoreHistory(std::span<const ItemIndex> items, std::span<const float> values, float* out) const override {
+    std::lock_guard lock(mutex_);
+    items_.assign(items.begin(), items.end());
+    values_.assign(values.begin(), values.end());
+    std::fill(out, out + n_items(), 0.0f);
+    return true;
+  }
+  void SaveState(models::ModelWriter&) const override {}
+  void LoadState(models::ModelReader&) override {}
+  mutable std::mutex mutex_;
+  mutable std::vector<ItemIndex> items_;
+  mutable std::vector<float> values_;
+
+ protected:
+  void FitImpl(const models::TrainingData&, const Context&, const models::TrainCallback&) override {}
+};
+
+// Regression (issue 6, serve): the history reaches the model in time order — training
+// timeline, then events, then the session's context — not sorted by item index; a
+// repeated item keeps its latest position with the values summed.
+TEST(RecommendationService, ModelSeesTheHistoryInTimeOrder) {
+  auto prepared = PlantedWithMetadata();
+  auto data = models::TrainingData::FromPrepared(prepared, 1);
+  auto recorder = std::make_shared<HistoryRecorder>();
+  Context ctx;
+  recorder->Fit(data, ctx);
+  // User 5's training items, oldest first (time, then item index).
+  std::vector<std::tuple<std::int64_t, ItemIndex, float>> rows;
+  const auto& train = prepared.train;
+  for (std::size_t r = 0; r < train.users.size(); ++r) {
+    if (train.users[r] == 5) rows.emplace_back(train.times[r], train.items[r], train.ratings[r]);
+  }
+  std::sort(rows.begin(), rows.end());
+  ASSERT_GE(rows.size(), 2u);
+  const ItemIndex first_train_item = std::get<1>(rows.front());
+  const std::vector<std::string> ids = prepared.items.ids();
+  ServedModelInfo info;
+  info.name = "recorder";
+  RecommendationService service(recorder, std::move(prepared), info, {}, {}, 1);
+  const std::string item_a = ids[40];  // blocks 3 and 2: not in user 5's training rows
+  const std::string item_b = ids[30];
+  service.AddEvent(User(5), item_a, 2.0f, 1'000'000);
+  service.AddEvent(User(5), item_b, 1.0f, 1'000'001);
+  RecommendRequest request;
+  request.user_id = User(5);
+  request.context_items = {ids[first_train_item]};  // seen in training too
+  service.Recommend(request);
+  std::lock_guard lock(recorder->mutex_);
+  const auto& items = recorder->items_;
+  ASSERT_EQ(items.size(), rows.size() + 2);
+  for (std::size_t j = 1; j < rows.size(); ++j) EXPECT_EQ(items[j - 1], std::get<1>(rows[j])) << j;
+  EXPECT_EQ(items[rows.size() - 1], 40u);
+  EXPECT_EQ(items[rows.size()], 30u);
+  EXPECT_EQ(items.back(), first_train_item);  // moved to the end by the context
+  EXPECT_FLOAT_EQ(recorder->values_.back(), std::get<2>(rows.front()) + 1.0f);
+  EXPECT_FLOAT_EQ(recorder->values_[rows.size() - 1], 2.0f);
 }
 
 TEST(RecommendationService, AnnPathMatchesExactScoring) {
