@@ -29,6 +29,14 @@
 namespace recforge::testing {
 namespace {
 
+// The test's own clients write request bodies (e.g. the > 1 MiB one of the 413 case)
+// that the server may stop reading and close on: that must be a failed write in the
+// client, not a SIGPIPE that kills the test binary (seen in a fresh-clone CI run).
+const bool kIgnoreSigpipe = [] {
+  ::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
 using json = nlohmann::json;
 constexpr const char* kToken = "test-admin-token";
 
