@@ -315,6 +315,7 @@ class Session : public std::enable_shared_from_this<Session> {
     head_ = false;
     ResetResponse();
     ex_.close = true;
+    linger_ = true;
     try {
       front_->handlers.fail(ex_, status, message);
     } catch (...) {
@@ -349,8 +350,35 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (...) {
     }
     response_.reset();
+    if (!ec && linger_) return Linger();
     if (ec || ex_.close) return Close();
     NextRequest();
+  }
+
+  // After a framing error the client may still be sending (a body over the limit).
+  // Closing with unread input makes the kernel send RST, which can discard the error
+  // response before the client reads it; so stop sending, read and drop what still
+  // arrives for a short while, then close (nginx's lingering close).
+  void Linger() {
+    state_ = State::kWriting;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    buffer_.consume(buffer_.size());
+    linger_until_ = std::chrono::steady_clock::now() + kLingerTime;
+    LingerRead();
+  }
+
+  void LingerRead() {
+    stream_.expires_after(kLingerIdle);
+    stream_.async_read_some(buffer_.prepare(kLingerChunk),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+                              self->lingered_ += bytes;
+                              if (ec || self->lingered_ > kLingerMaxBytes ||
+                                  std::chrono::steady_clock::now() >= self->linger_until_) {
+                                return self->Close();
+                              }
+                              self->LingerRead();
+                            });
   }
 
   void Close() {
@@ -372,6 +400,13 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool continue_sent_ = false;
   bool head_ = false;
+  bool linger_ = false;
+  std::size_t lingered_ = 0;
+  std::chrono::steady_clock::time_point linger_until_{};
+  static constexpr auto kLingerTime = std::chrono::seconds(2);
+  static constexpr auto kLingerIdle = std::chrono::milliseconds(500);
+  static constexpr std::size_t kLingerChunk = 64 * 1024;
+  static constexpr std::size_t kLingerMaxBytes = 64 * 1024 * 1024;
   unsigned version_ = 11;
 };
 

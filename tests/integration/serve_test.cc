@@ -446,6 +446,10 @@ TEST_F(Serve, EveryErrorCode) {
 
   const std::string big(1536 * 1024, ' ');
   message = ExpectError(client.Post("/events", big, "application/json"), 413, "1.5 MiB body");
+  // A body far over the limit: the client is still sending when the server answers, and
+  // the 413 must reach it all the same (a plain close would reset the connection).
+  const std::string huge(24 * 1024 * 1024, ' ');
+  ExpectError(client.Post("/events", huge, "application/json"), 413, "24 MiB body");
 
   // Loopback daemon: a foreign Host header (DNS rebinding) is refused.
   httplib::Headers foreign = {{"Host", "evil.example.com"}};
