@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
 #include "recforge/core/error.h"
 #include "recforge/models/recommender.h"
 #include "recforge/models/registry.h"
@@ -60,6 +65,30 @@ TEST(TopK, TiesGoToTheSmallerIndexAndNegInfIsSkipped) {
   EXPECT_EQ(out.items, (std::vector<ItemIndex>{1, 2, 5, 4}));
   TopK(scores.data(), scores.size(), 100, out);
   EXPECT_EQ(out.items.size(), 6u);  // -inf excluded
+}
+
+// The block-skipping path (long rows): the same answer as a full sort, with ties, NaN,
+// -inf and runs of equal scores at the threshold.
+TEST(TopK, LongRowsMatchAFullSort) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::mt19937 rng(7);
+  for (std::size_t n : {15u, 16u, 17u, 100u, 1682u, 50001u}) {
+    std::vector<float> scores(n);
+    for (auto& s : scores) s = static_cast<float>(rng() % 200) / 10.0f;  // many ties
+    for (std::size_t i = 0; i < n; i += 37) scores[i] = -inf;
+    for (std::size_t i = 5; i < n; i += 101) scores[i] = std::nanf("");
+    for (std::size_t k : {1u, 10u, 64u}) {
+      std::vector<ItemIndex> order;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!std::isnan(scores[i]) && scores[i] != -inf) order.push_back(static_cast<ItemIndex>(i));
+      }
+      std::stable_sort(order.begin(), order.end(), [&](ItemIndex a, ItemIndex b) { return scores[a] > scores[b]; });
+      order.resize(std::min(order.size(), k));
+      RankedItems out;
+      TopK(scores.data(), n, k, out);
+      EXPECT_EQ(out.items, order) << "n " << n << " k " << k;
+    }
+  }
 }
 
 }  // namespace
