@@ -151,8 +151,8 @@ def heldout_perplexity(phi, alpha, train, test, n_users):
 def fit_ours(driver, train_txt, work, args, passes, n_items):
     import numpy as np
     spec = (f"lda:topics={args.topics},alpha={args.alpha},eta={args.eta},passes={passes},"
-            f"burn_in={args.burn_in},report_bound=false")
-    out = os.path.join(work, f"ours-{passes}.f32")
+            f"burn_in={args.burn_in},init={args.init},report_bound=false")
+    out = os.path.join(work, f"ours-{args.init}-{passes}.f32")
     best = None
     for _ in range(args.repeats):
         text = run([driver, train_txt, spec, "2", out], capture=True)
@@ -219,6 +219,8 @@ def main():
     parser.add_argument("--sklearn-iters", type=int, default=20)
     parser.add_argument("--gensim-passes", type=int, default=10)
     parser.add_argument("--burn-in", type=int, default=-1, help="ours: lda burn_in (-1 = restart gamma every pass)")
+    parser.add_argument("--init", default="seeded", choices=["seeded", "random"],
+                        help="ours: lda init (k-means++ seed users, or scikit-learn's Gamma noise alone)")
     parser.add_argument("--peers", default="sklearn,gensim")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-repeats", type=int, default=2)

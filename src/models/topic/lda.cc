@@ -33,6 +33,9 @@ std::vector<ParamField> LdaModel::Fields() {
                {"restart_passes"}),
       BoolParam("report_bound", true,
                 "Evaluate the evidence lower bound every pass for the training callback (~10% of a pass)"),
+      ChoiceParam("init", "seeded", {"seeded", "random"},
+                  "Initial topics: Gamma(100, 1/100) noise plus one k-means++-chosen seed user per topic, or "
+                  "the noise alone (scikit-learn's and gensim's start)"),
   };
 }
 
@@ -50,6 +53,7 @@ LdaModel::LdaModel(ParamValues params) : FactorModel(std::move(params)) {
     options_.restart_passes = burn_in < 0 ? options_.passes : static_cast<int>(burn_in);
   }
   use_values_ = p.Choice("counts") == "values";
+  options_.seed_topics = p.Choice("init") == "seeded";
 }
 
 namespace {
