@@ -24,6 +24,14 @@ RECFORGE_CLONES void Axpy(float alpha, const float* x, float* y, std::size_t n) 
   for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+RECFORGE_CLONES void AxpyPair(float alpha, const float* x, float* y, float* z, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) {
+    z[i] += alpha * y[i];
+    y[i] += alpha * x[i];
+  }
+}
+
 RECFORGE_CLONES void Scale(float alpha, float* x, std::size_t n) {
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) x[i] *= alpha;

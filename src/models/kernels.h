@@ -16,6 +16,9 @@ namespace recforge::models::kernels {
 float Dot(const float* a, const float* b, std::size_t n);
 // y += alpha * x.
 void Axpy(float alpha, const float* x, float* y, std::size_t n);
+// z += alpha * y, then y += alpha * x, in one pass (the same bits as the two Axpy
+// calls; x, y, z must not overlap): skip-gram's error and output-row updates.
+void AxpyPair(float alpha, const float* x, float* y, float* z, std::size_t n);
 // x *= alpha.
 void Scale(float alpha, float* x, std::size_t n);
 // Sum of squares.

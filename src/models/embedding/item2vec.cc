@@ -174,8 +174,7 @@ void TrainSequence(const Corpus& corpus, std::size_t sequence, float lr, float* 
         } else if (signed_f >= -kMaxExp) {
           loss += tables.softplus[static_cast<int>((signed_f + kMaxExp) * kScale)];
         }
-        kernels::Axpy(g, out, error, k);
-        kernels::Axpy(g, in, out, k);
+        kernels::AxpyPair(g, in, out, error, k);
         if constexpr (kTrack) worker.touched_output.Mark(targets[t], round);
       }
       kernels::Axpy(1.0f, error, in, k);
