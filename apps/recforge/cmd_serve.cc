@@ -39,7 +39,15 @@ struct ServeArgs {
   double read_timeout = 5;
   bool no_access_log = false;
   std::string content_model;  // a hybrid model file for fallback:content (issue 6)
+  serve::AnnOptions ann;
+  bool no_ann = false;
 };
+
+serve::AnnOptions AnnOptionsOf(const ServeArgs& args) {
+  serve::AnnOptions ann = args.ann;
+  ann.enabled = !args.no_ann;
+  return ann;
+}
 
 // A model reference -> the service built from it (the loader of the server).
 std::shared_ptr<serve::RecommendationService> BuildService(const std::string& reference, const ServeArgs& args,
@@ -73,7 +81,7 @@ std::shared_ptr<serve::RecommendationService> BuildService(const std::string& re
   info.family = model->family();
   info.path = path;
   auto service = std::make_shared<serve::RecommendationService>(std::move(model), std::move(dataset), std::move(info),
-                                                                serve::FallbackOptions{}, serve::AnnOptions{}, threads);
+                                                                serve::FallbackOptions{}, AnnOptionsOf(args), threads);
   if (!args.content_model.empty()) service->SetContentModel(models::LoadModel(args.content_model));
   return service;
 }
@@ -217,6 +225,28 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
   cmd->add_option("--content-model", args->content_model,
                   "A hybrid model file (trained on --dataset) that scores fallback:content and the similar items "
                   "of new items, instead of TF-IDF (automatic when --model is a hybrid)");
+  // The HNSW retrieval of factor models with large catalogs (docs/benchmarks.md: the
+  // graph search is most of a 1M-item request; fewer candidates trade recall for time).
+  cmd->add_option("--ann-min-items", args->ann.min_items,
+                  "Use the HNSW index for factor models with at least this many items (exact scoring below)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--ann-candidates", args->ann.candidates,
+                  "Items retrieved from the index per request (plus the user's seen items), then re-scored exactly")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->capture_default_str();
+  cmd->add_option("--ann-ef", args->ann.ef_search,
+                  "HNSW ef at search time (the search list; at least the number retrieved is used)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--ann-m", args->ann.m, "HNSW graph degree M (a build option: a new value rebuilds the cache)")
+      ->check(CLI::Range(2, 256))
+      ->capture_default_str();
+  cmd->add_option("--ann-ef-construction", args->ann.ef_construction,
+                  "HNSW ef at build time (a build option: a new value rebuilds the cache)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_flag("--no-ann", args->no_ann, "Always score every item exactly");
   CLI::Option* log_format = app.get_option("--log-format");
   cmd->callback([args, &globals, &selected, log_format] {
     selected = [args, &globals, log_format] { return RunServe(*args, globals, log_format->count() > 0); };

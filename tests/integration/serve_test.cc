@@ -484,6 +484,36 @@ TEST_F(Serve, UnknownUserAndContextFallBack) {
   server->Stop();
 }
 
+// --ann-min-items / --ann-candidates / --no-ann reach the service: with the index forced
+// on a small catalog and more candidates than items, the ANN path must give the exact
+// answer; --no-ann keeps the exact path whatever the size.
+TEST_F(Serve, AnnOptionsSelectTheRetrievalPath) {
+  std::vector<std::string> exact_ids;
+  {
+    auto server = Start("events.jsonl", "", {"--ann-min-items", "1", "--no-ann"});
+    httplib::Client client("127.0.0.1", server->port());
+    auto info = client.Get("/info");
+    ASSERT_TRUE(info);
+    EXPECT_EQ(Body(info)["ann"], false);
+    auto res = client.Get("/recommend/u3?k=10");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    exact_ids = ItemIds(Body(res));
+    server->Stop();
+  }
+  auto server = Start("events.jsonl", "", {"--ann-min-items", "1", "--ann-candidates", "5000", "--ann-ef", "5000"});
+  httplib::Client client("127.0.0.1", server->port());
+  auto info = client.Get("/info");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(Body(info)["ann"], true) << info->body;
+  auto res = client.Get("/recommend/u3?k=10");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(Body(res)["source"], "model");
+  EXPECT_EQ(ItemIds(Body(res)), exact_ids);
+  server->Stop();
+}
+
 TEST_F(Serve, EventsChangeTheNextRecommendation) {
   auto server = Start();
   httplib::Client client("127.0.0.1", server->port());
