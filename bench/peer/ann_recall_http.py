@@ -1,0 +1,27 @@
+#!/usr/bin/python3
+"""Recall@10 of `recforge serve`'s ANN path against its exact path on the served 1M-item
+model of serve_bench.py's ann1m case (run that first): 200 known users, top-10 from a
+`--no-ann` server vs servers with the (candidates, ef) settings below.
+
+  /usr/bin/python3 bench/peer/ann_recall_http.py
+"""
+import json, subprocess, sys, time, urllib.request, random
+W="/tmp/sb/full/ann1000000"; CLI = __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "..", "build", "release", "recforge")
+def start(port, extra):
+    p = subprocess.Popen([CLI,"serve","--model",W+"/model.rfm","--dataset",W+"/prepared","--port",str(port),"--no-access-log","--no-events"]+extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1).status == 200: return p
+        except Exception: time.sleep(0.5)
+    sys.exit("not ready")
+def top(port, u):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", data=json.dumps({"user_id":u,"top_k":10}).encode(), headers={"Content-Type":"application/json"})
+    return [i["item_id"] for i in json.load(urllib.request.urlopen(req))["items"]]
+users = open(W+"/known_users.txt").read().split()
+random.seed(1); sample = random.sample(users, 200)
+exact = start(8901, ["--no-ann"]); ref = {u: top(8901, u) for u in sample}; exact.terminate(); exact.wait()
+for cand, ef in [(256, 128), (128, 128), (64, 64)]:
+    s = start(8902, ["--ann-candidates",str(cand),"--ann-ef",str(ef)])
+    r = sum(len(set(top(8902,u)) & set(ref[u])) for u in sample) / (10*len(sample))
+    print(f"candidates {cand} ef {ef}: Recall@10 vs exact over {len(sample)} users = {r:.4f}", flush=True)
+    s.terminate(); s.wait()
