@@ -5,8 +5,16 @@ model of serve_bench.py's ann1m case (run that first): 200 known users, top-10 f
 
   /usr/bin/python3 bench/peer/ann_recall_http.py
 """
-import json, subprocess, sys, time, urllib.request, random
-W="/tmp/sb/full/ann1000000"; CLI = __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "..", "build", "release", "recforge")
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+
+W = os.environ.get("RECFORGE_ANN_WORK", "/tmp/recforge-serve-bench/full/ann1000000")  # serve_bench.py --work DIR
+CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "release", "recforge")
 def start(port, extra):
     p = subprocess.Popen([CLI,"serve","--model",W+"/model.rfm","--dataset",W+"/prepared","--port",str(port),"--no-access-log","--no-events"]+extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
