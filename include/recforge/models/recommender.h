@@ -74,6 +74,17 @@ struct EpochReport {
   double loss = 0;     // training objective (family-specific, documented in docs/models.md)
   bool has_loss = false;
   std::map<std::string, double> metrics;
+
+  // An epoch that reports its training objective (most families).
+  static EpochReport WithLoss(int epoch, int epochs, double seconds, double loss) {
+    EpochReport report;
+    report.epoch = epoch;
+    report.epochs = epochs;
+    report.seconds = seconds;
+    report.loss = loss;
+    report.has_loss = true;
+    return report;
+  }
 };
 class Recommender;
 // Called after every epoch with the model in a consistent, scoreable state.

@@ -509,12 +509,7 @@ void Item2VecModel::FitImpl(const TrainingData& data, const Context& ctx,
       FactorsChanged();
     }
     if (callback) {
-      EpochReport report;
-      report.epoch = epoch;
-      report.epochs = epochs;
-      report.seconds = seconds;
-      report.loss = mean_loss;
-      report.has_loss = true;
+      EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, mean_loss);
       report.metrics["words_per_second"] = words_per_second;
       callback(*this, report);
     }

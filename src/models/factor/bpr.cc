@@ -417,12 +417,7 @@ void BprModel::FitImpl(const TrainingData& data, const Context& ctx,
                     skipped, seconds);
     if (callback) {
       FactorsChanged();
-      EpochReport report;
-      report.epoch = epoch;
-      report.epochs = epochs;
-      report.seconds = seconds;
-      report.loss = loss;
-      report.has_loss = true;
+      EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, loss);
       report.metrics["skipped"] = skipped;
       callback(*this, report);
     }

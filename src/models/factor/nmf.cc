@@ -169,12 +169,7 @@ void NmfModel::FitImpl(const TrainingData& data, const Context& ctx,
       ctx.log().Debug("nmf epoch {}/{}: train rmse {:.4f}, {:.3f} s", epoch, epochs, errors.rmse,
                       seconds);
       if (callback) {
-        EpochReport report;
-        report.epoch = epoch;
-        report.epochs = epochs;
-        report.seconds = seconds;
-        report.loss = errors.rmse;
-        report.has_loss = true;
+        EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, errors.rmse);
         report.metrics["train_rmse"] = errors.rmse;
         report.metrics["train_mae"] = errors.mae;
         callback(*this, report);

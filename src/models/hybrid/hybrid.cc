@@ -490,12 +490,7 @@ void HybridModel::FitImpl(const TrainingData& data, const Context& ctx, const Tr
                     update_fraction, seconds);
     if (callback) {
       materialise();
-      EpochReport report;
-      report.epoch = epoch;
-      report.epochs = epochs;
-      report.seconds = seconds;
-      report.loss = loss;
-      report.has_loss = true;
+      EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, loss);
       report.metrics["updates"] = update_fraction;
       callback(*this, report);
     }

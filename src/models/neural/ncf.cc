@@ -426,12 +426,7 @@ void NcfModel::FitImpl(const TrainingData& data, const Context& ctx,
     ctx.log().Debug("ncf epoch {}/{}: loss {:.5f}, {:.3f} s", epoch, epochs, loss, seconds);
     if (callback) {
       PrepareScoring();
-      EpochReport report;
-      report.epoch = epoch;
-      report.epochs = epochs;
-      report.seconds = seconds;
-      report.loss = loss;
-      report.has_loss = true;
+      EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, loss);
       callback(*this, report);
     }
   }

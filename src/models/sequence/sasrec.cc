@@ -606,12 +606,7 @@ void SasRecModel::FitImpl(const TrainingData& data, const Context& ctx,
                     windows.size(), seconds);
     if (callback) {
       publish();
-      EpochReport report;
-      report.epoch = epoch;
-      report.epochs = epochs;
-      report.seconds = seconds;
-      report.loss = loss;
-      report.has_loss = true;
+      EpochReport report = EpochReport::WithLoss(epoch, epochs, seconds, loss);
       report.metrics["positions"] = static_cast<double>(epoch_positions);
       callback(*this, report);
     }
