@@ -130,26 +130,6 @@ std::string Shown(std::string_view text, std::size_t max = 120) {
   return out;
 }
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void SendJson(net::HttpResponse& res, const json& body, int status = 200) {
   res.status = status;
   // Ids and titles are user text: invalid UTF-8 must never turn an answer into a 500.
@@ -876,13 +856,13 @@ void Server::Impl::AccessLog(const net::HttpExchange& ex, double seconds) {
   line.clear();
   fmt::format_to(std::back_inserter(line), "{{\"ts\":{:.3f},\"level\":\"info\",\"msg\":\"request\",\"request_id\":",
                  std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
-  AppendJsonString(line, ex.id);
+  AppendJsonText(line, ex.id);
   line += ",\"method\":";
-  AppendJsonString(line, Shown(req.method, 16));
+  AppendJsonText(line, Shown(req.method, 16));
   line += ",\"route\":";
-  AppendJsonString(line, route);
+  AppendJsonText(line, route);
   line += ",\"path\":";
-  AppendJsonString(line, Shown(req.path, 200));
+  AppendJsonText(line, Shown(req.path, 200));
   fmt::format_to(std::back_inserter(line), ",\"status\":{},\"latency_ms\":{:.3f}}}\n", res.status, seconds * 1e3);
   access_log->Append(line);  // buffered; a background thread writes (never blocks the request)
 }
