@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <vector>
 
 namespace recforge::models::kernels {
 
@@ -22,14 +23,6 @@ RECFORGE_CLONES float Dot(const float* a, const float* b, std::size_t n) {
 RECFORGE_CLONES void Axpy(float alpha, const float* x, float* y, std::size_t n) {
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-RECFORGE_CLONES void AxpyPair(float alpha, const float* x, float* y, float* z, std::size_t n) {
-#pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) {
-    z[i] += alpha * y[i];
-    y[i] += alpha * x[i];
-  }
 }
 
 RECFORGE_CLONES void Scale(float alpha, float* x, std::size_t n) {
@@ -348,6 +341,92 @@ RECFORGE_CLONES void SymMatVec(const float* a, std::size_t k, const float* x, fl
         for (std::size_t i = 0; i < k; ++i) y[i] += xc * row[i];
       }
   }
+}
+
+// ---- Skip-gram kernel (item2vec) ----
+
+namespace {
+
+// Gradient scale and loss of one target given f = in . out (word2vec's clamping).
+RECFORGE_INLINE float SkipGramGradient(float f, bool positive, float lr, const SigmoidTable& table,
+                                       float& loss) {
+  const float scale = static_cast<float>(table.size) / table.max_exp / 2.0f;
+  const float label = positive ? 1.0f : 0.0f;
+  float g;
+  if (f > table.max_exp) {
+    g = (label - 1.0f) * lr;
+  } else if (f < -table.max_exp) {
+    g = label * lr;
+  } else {
+    g = (label - table.sigmoid[static_cast<int>((f + table.max_exp) * scale)]) * lr;
+  }
+  // -log sigmoid(f) = softplus(-f) for the centre, -log sigmoid(-f) = softplus(f) for a negative.
+  const float signed_f = positive ? -f : f;
+  if (signed_f > table.max_exp) {
+    loss += signed_f;
+  } else if (signed_f >= -table.max_exp) {
+    loss += table.softplus[static_cast<int>((signed_f + table.max_exp) * scale)];
+  }
+  return g;
+}
+
+template <int NV>
+RECFORGE_INLINE float SkipGramStepFixed(float* in, float* output, const std::uint32_t* targets,
+                                        int n_targets, float lr, const SigmoidTable& table) {
+  constexpr std::size_t k = 8 * NV;
+  V8 x[NV], e[NV];
+  for (int v = 0; v < NV; ++v) {
+    x[v] = Load8(in + 8 * v);
+    e[v] = V8{};
+  }
+  float loss = 0.0f;
+  for (int t = 0; t < n_targets; ++t) {
+    float* out = output + std::size_t{targets[t]} * k;
+    const float g = SkipGramGradient(Sum8(DotPartials<NV>(out, x)), t == 0, lr, table, loss);
+    for (int v = 0; v < NV; ++v) {
+      const V8 o = Load8(out + 8 * v);
+      e[v] += g * o;
+      Store8(out + 8 * v, o + g * x[v]);
+    }
+  }
+  for (int v = 0; v < NV; ++v) Store8(in + 8 * v, x[v] + e[v]);
+  return loss;
+}
+
+}  // namespace
+
+RECFORGE_CLONES float SkipGramStep(float* in, float* output, std::size_t k, const std::uint32_t* targets,
+                                   int n_targets, float lr, const SigmoidTable& table) {
+  switch (k) {
+    case 32:
+      return SkipGramStepFixed<4>(in, output, targets, n_targets, lr, table);
+    case 64:
+      return SkipGramStepFixed<8>(in, output, targets, n_targets, lr, table);
+    case 128:
+      return SkipGramStepFixed<16>(in, output, targets, n_targets, lr, table);
+    default:
+      break;
+  }
+  // Generic k: the error row lives in a per-thread buffer (k is at most a few thousand).
+  thread_local std::vector<float> error;
+  error.assign(k, 0.0f);
+  float* e = error.data();
+  float loss = 0.0f;
+  for (int t = 0; t < n_targets; ++t) {
+    float* out = output + std::size_t{targets[t]} * k;
+    float f = 0.0f;
+#pragma omp simd reduction(+ : f)
+    for (std::size_t i = 0; i < k; ++i) f += in[i] * out[i];
+    const float g = SkipGramGradient(f, t == 0, lr, table, loss);
+#pragma omp simd
+    for (std::size_t i = 0; i < k; ++i) {
+      e[i] += g * out[i];
+      out[i] += g * in[i];
+    }
+  }
+#pragma omp simd
+  for (std::size_t i = 0; i < k; ++i) in[i] += e[i];
+  return loss;
 }
 
 // (No "diagnostic pop": GCC reports -Wpsabi for inlined helpers at the end of the

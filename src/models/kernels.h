@@ -16,9 +16,6 @@ namespace recforge::models::kernels {
 float Dot(const float* a, const float* b, std::size_t n);
 // y += alpha * x.
 void Axpy(float alpha, const float* x, float* y, std::size_t n);
-// z += alpha * y, then y += alpha * x, in one pass (the same bits as the two Axpy
-// calls; x, y, z must not overlap): skip-gram's error and output-row updates.
-void AxpyPair(float alpha, const float* x, float* y, float* z, std::size_t n);
 // x *= alpha.
 void Scale(float alpha, float* x, std::size_t n);
 // Sum of squares.
@@ -58,6 +55,31 @@ void SgdPairStep(float* user, float* item, std::size_t n, float error, float lr,
 }  // namespace recforge::models::kernels
 
 #include <cstdint>
+
+namespace recforge::models::kernels {
+
+// ---- Skip-gram with negative sampling (item2vec) ----
+
+// word2vec.c's lookup tables: entry i holds the function at
+// x = (2 i / size - 1) * max_exp, i = 0..size.
+struct SigmoidTable {
+  const float* sigmoid;   // 1 / (1 + e^-x)
+  const float* softplus;  // log(1 + e^x), for the reported loss
+  int size;
+  float max_exp;
+};
+// One (context, centre) step of word2vec's SGNS with the context's input row `in` and
+// the output rows targets[0..n_targets) of `output` (k floats per row; targets[0] is
+// the centre, label 1, the rest negatives, label 0). In target order:
+//   f = in . out_t;  g = lr * (label - sigmoid(f));  e += g out_t;  out_t += g in
+// (sigmoid from the table, 0 / 1 outside [-max_exp, max_exp]); then in += e.
+// Returns the step's loss, -log sigmoid(f_0) - sum_t log sigmoid(-f_t). `in` and the
+// output rows must not overlap; a repeated target sees its own earlier update.
+// k = 32, 64, 128 keep `in` and e in registers (unrolled); other k use a generic loop.
+float SkipGramStep(float* in, float* output, std::size_t k, const std::uint32_t* targets,
+                   int n_targets, float lr, const SigmoidTable& table);
+
+}  // namespace recforge::models::kernels
 
 namespace recforge::models::kernels {
 

@@ -106,7 +106,6 @@ struct TouchedRows {
 struct Worker {
   Rng rng;
   std::vector<std::uint32_t> kept;  // the subsampled sequence
-  std::vector<float> error;         // e, the input vector's accumulated step
   double loss = 0;
   std::uint64_t pairs = 0;
   std::uint64_t words_done = 0;  // shard items processed, over all epochs
@@ -120,6 +119,7 @@ template <bool kTrack>
 void TrainSequence(const Corpus& corpus, std::size_t sequence, float lr, float* input,
                    float* output, Worker& worker, std::uint32_t round) {
   const SigmoidTables& tables = Tables();
+  const kernels::SigmoidTable sigmoid{tables.sigmoid, tables.softplus, kTableSize, kMaxExp};
   const std::size_t k = corpus.k;
   std::vector<std::uint32_t>& kept = worker.kept;
   kept.clear();
@@ -130,9 +130,7 @@ void TrainSequence(const Corpus& corpus, std::size_t sequence, float lr, float* 
   }
   const std::size_t n = kept.size();
   if (n < 2) return;
-  float* error = worker.error.data();
   std::uint32_t targets[kMaxNegatives + 1];
-  constexpr float kScale = kTableSize / kMaxExp / 2.0f;
   double loss = 0;
   for (std::size_t pos = 0; pos < n; ++pos) {
     const std::size_t reach =
@@ -152,33 +150,14 @@ void TrainSequence(const Corpus& corpus, std::size_t sequence, float lr, float* 
         const std::uint32_t target = corpus.negatives_table->Sample(worker.rng);
         if (target == centre) continue;
         targets[n_targets++] = target;
-        __builtin_prefetch(output + static_cast<std::size_t>(target) * k, 1, 3);
+        const char* row = reinterpret_cast<const char*>(output + static_cast<std::size_t>(target) * k);
+        for (std::size_t byte = 0; byte < k * sizeof(float); byte += 64) __builtin_prefetch(row + byte, 1, 3);
       }
-      std::fill_n(error, k, 0.0f);
-      for (int t = 0; t < n_targets; ++t) {
-        float* out = output + static_cast<std::size_t>(targets[t]) * k;
-        const float f = kernels::Dot(in, out, k);
-        const float label = t == 0 ? 1.0f : 0.0f;
-        float g;
-        // loss: -log sigmoid(f) for the centre, -log sigmoid(-f) = softplus(f) for a negative.
-        const float signed_f = t == 0 ? -f : f;
-        if (f > kMaxExp) {
-          g = (label - 1.0f) * lr;
-        } else if (f < -kMaxExp) {
-          g = label * lr;
-        } else {
-          g = (label - tables.sigmoid[static_cast<int>((f + kMaxExp) * kScale)]) * lr;
-        }
-        if (signed_f > kMaxExp) {
-          loss += signed_f;
-        } else if (signed_f >= -kMaxExp) {
-          loss += tables.softplus[static_cast<int>((signed_f + kMaxExp) * kScale)];
-        }
-        kernels::AxpyPair(g, in, out, error, k);
-        if constexpr (kTrack) worker.touched_output.Mark(targets[t], round);
+      loss += kernels::SkipGramStep(in, output, k, targets, n_targets, lr, sigmoid);
+      if constexpr (kTrack) {
+        for (int t = 0; t < n_targets; ++t) worker.touched_output.Mark(targets[t], round);
+        worker.touched_input.Mark(context, round);
       }
-      kernels::Axpy(1.0f, error, in, k);
-      if constexpr (kTrack) worker.touched_input.Mark(context, round);
       ++worker.pairs;
     }
   }
@@ -387,7 +366,6 @@ void Item2VecModel::FitImpl(const TrainingData& data, const Context& ctx,
   std::vector<std::uint64_t> shard_words(static_cast<std::size_t>(shards));
   for (int t = 0; t < shards; ++t) {
     Worker& worker = workers[t];
-    worker.error.resize(k);
     shard_words[t] = token_offsets[bounds[t + 1]] - token_offsets[bounds[t]];
     if (copies) {
       worker.input = input;

@@ -1,14 +1,18 @@
 // item2vec (src/models/embedding/item2vec.h): planted sessions put co-occurring items
 // nearest to each other; session scores follow the most recent items; determinism of
-// the default parallel mode; min_count, scoring modes, save / load, parameter errors.
+// the default parallel mode; min_count, scoring modes, save / load, parameter errors;
+// the fused skip-gram kernel against a plain loop.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
+#include <vector>
 
 #include "embedding/item2vec.h"
+#include "kernels.h"
 #include "recforge/core/random.h"
 #include "recforge/models/model_io.h"
 #include "recforge/models/registry.h"
@@ -16,6 +20,75 @@
 
 namespace recforge::models {
 namespace {
+
+// kernels::SkipGramStep against the update written out one operation at a time (double
+// sums; exact sigmoid, so the table's resolution sets the tolerance). 32 / 64 / 128 take
+// the unrolled paths, 12 and 72 the generic loop. Target 3 repeats target 1, and the
+// rows are large enough that f leaves [-6, 6] for some targets (the clamped branches).
+class SkipGramStepTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(SkipGramStepTest, MatchesThePlainUpdate) {
+  const std::size_t k = static_cast<std::size_t>(GetParam());
+  constexpr int kTable = 1000;
+  constexpr float kMaxExp = 6.0f;
+  std::vector<float> sigmoid(kTable + 1), softplus(kTable + 1);
+  for (int i = 0; i <= kTable; ++i) {
+    const double x = (static_cast<double>(i) / kTable * 2.0 - 1.0) * kMaxExp;
+    sigmoid[i] = static_cast<float>(1.0 / (1.0 + std::exp(-x)));
+    softplus[i] = static_cast<float>(std::log1p(std::exp(x)));
+  }
+  const kernels::SigmoidTable table{sigmoid.data(), softplus.data(), kTable, kMaxExp};
+  Rng rng(11);
+  const std::size_t rows = 7;
+  std::vector<float> in(k), output(rows * k);
+  const float spread = 6.0f / std::sqrt(static_cast<float>(k));
+  for (float& x : in) x = (rng.UniformFloat() - 0.5f) * spread;
+  for (float& x : output) x = (rng.UniformFloat() - 0.5f) * spread;
+  for (std::size_t x = 0; x < k; ++x) output[6 * k + x] = 4.0f * in[x];  // f far above 6
+  const std::vector<std::uint32_t> targets = {2, 0, 5, 0, 6, 3};
+  const float lr = 0.05f;
+
+  std::vector<double> want_in(in.begin(), in.end()), want_out(output.begin(), output.end());
+  std::vector<double> e(k, 0.0);
+  double want_loss = 0;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    double* out = want_out.data() + targets[t] * k;
+    double f = 0;
+    for (std::size_t x = 0; x < k; ++x) f += want_in[x] * out[x];
+    const double label = t == 0 ? 1.0 : 0.0;
+    const double s = f > kMaxExp ? 1.0 : f < -kMaxExp ? 0.0 : 1.0 / (1.0 + std::exp(-f));
+    const double g = (label - s) * lr;
+    const double signed_f = t == 0 ? -f : f;
+    if (signed_f > kMaxExp) {
+      want_loss += signed_f;
+    } else if (signed_f >= -kMaxExp) {
+      want_loss += std::log1p(std::exp(signed_f));
+    }
+    for (std::size_t x = 0; x < k; ++x) {
+      e[x] += g * out[x];
+      out[x] += g * want_in[x];
+    }
+  }
+  for (std::size_t x = 0; x < k; ++x) want_in[x] += e[x];
+
+  const float loss = kernels::SkipGramStep(in.data(), output.data(), k, targets.data(),
+                                           static_cast<int>(targets.size()), lr, table);
+  // The table steps by 0.012 in f and sigmoid' <= 1/4, so each g is off by at most
+  // 0.003 lr = 1.5e-4; six targets times rows of |x| < 1 bound the drift well below 1e-3.
+  const double tolerance = 1e-3;
+  for (std::size_t x = 0; x < k; ++x) ASSERT_NEAR(in[x], want_in[x], tolerance) << "in[" << x << "]";
+  for (std::size_t x = 0; x < output.size(); ++x) {
+    ASSERT_NEAR(output[x], want_out[x], tolerance) << "output[" << x << "]";
+  }
+  EXPECT_NEAR(loss, want_loss, 0.02 * static_cast<double>(targets.size()));
+  // Row 1 and 4 are not targets: untouched, bit for bit.
+  for (std::size_t x = 0; x < k; ++x) {
+    EXPECT_EQ(output[1 * k + x], want_out[1 * k + x]);
+    EXPECT_EQ(output[4 * k + x], want_out[4 * k + x]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Factors, SkipGramStepTest, ::testing::Values(12, 32, 64, 72, 128));
 
 // Planted sessions: items fall into groups of `group_size`; every user runs `sessions`
 // sessions, each the whole of one random group in random order, one item per time step
