@@ -100,6 +100,9 @@ void GatherDotAxpy(const float* rows, std::size_t k, const std::uint32_t* indice
 // dots[j] = dot(rows[indices[j]], x) for j < n. Cost O(n k).
 void GatherDot(const float* rows, std::size_t k, const std::uint32_t* indices, std::size_t n,
                const float* x, float* dots);
+// dots[j] = dot(rows[j], x) for the n contiguous rows of a row-major n x k matrix: one
+// user's scores against every item (GemmNT's few-row path). Cost O(n k).
+void RowDots(const float* rows, std::size_t n, std::size_t k, const float* x, float* dots);
 // y = A x for a symmetric k x k row-major A (computed as sum_c x[c] * A[c, :], which
 // needs no horizontal sums). y must not alias x. Cost O(k^2).
 void SymMatVec(const float* a, std::size_t k, const float* x, float* y);
