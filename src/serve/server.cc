@@ -359,13 +359,21 @@ std::size_t Utf8Length(std::string_view text, std::size_t i) {
 void AppendJsonText(std::string& out, std::string_view text) {
   out += '"';
   for (std::size_t i = 0; i < text.size();) {
-    const char c = text[i];
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x80 && c != '"' && c != '\\') {
-      out += c;
-      ++i;
+    // Runs of printable ASCII other than '"' and '\\' (nearly all of an id or a title)
+    // are appended at once.
+    std::size_t run = i;
+    while (run < text.size()) {
+      const auto u = static_cast<unsigned char>(text[run]);
+      if (u < 0x20 || u >= 0x80 || u == '"' || u == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(text.data() + i, run - i);
+      i = run;
       continue;
     }
+    const char c = text[i];
+    const auto u = static_cast<unsigned char>(c);
     if (u < 0x80) {
       switch (c) {
         case '"': out += "\\\""; break;

@@ -388,6 +388,30 @@ TEST_F(Serve, EveryEndpointAnswers) {
   EXPECT_NE(log.find(R"("request_id":")"), std::string::npos);
 }
 
+// The hot answers are written by hand (server.cc, AppendJsonText): every string they
+// echo must come back exactly after a JSON parse, whatever it holds, and invalid UTF-8
+// (possible in a percent-decoded path) becomes U+FFFD, so the answer stays valid JSON.
+TEST_F(Serve, AnswersEscapeEveryStringTheyEcho) {
+  auto server = Start();
+  httplib::Client client("127.0.0.1", server->port());
+  const std::string odd = "plain run \"quoted\" back\\slash \x01\x1f ctrl\n\r\t\b\f \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80 end";
+  auto res = client.Post("/recommend", json{{"user_id", odd}, {"top_k", 3}}.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json body = json::parse(res->body, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << res->body;
+  EXPECT_EQ(body["user_id"], odd);
+  EXPECT_EQ(body["source"], "fallback:popular");
+  EXPECT_NE(res->body.find("\\u0001"), std::string::npos) << "control characters as \\u00XX: " << res->body;
+
+  res = client.Get("/recommend/x%FFy%22z%C3");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  body = json::parse(res->body, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << res->body;
+  EXPECT_EQ(body["user_id"], "x\xef\xbf\xbdy\"z\xef\xbf\xbd");
+}
+
 TEST_F(Serve, EveryErrorCode) {
   auto server = Start();
   httplib::Client client("127.0.0.1", server->port());
