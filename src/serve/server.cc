@@ -326,7 +326,7 @@ json ItemsJson(const std::vector<RecommendedItem>& items) {
   for (const auto& item : items) {
     json entry{{"item_id", item.item_id}, {"score", item.score}};
     if (!item.title.empty()) entry["title"] = item.title;
-    if (!item.categories.empty()) entry["categories"] = item.categories;
+    if (!item.categories.empty()) entry["categories"] = std::vector<std::string>(item.categories.begin(), item.categories.end());
     out.push_back(std::move(entry));
   }
   return out;
