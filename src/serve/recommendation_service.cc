@@ -521,20 +521,27 @@ bool RecommendationService::AnswerAnn(const Query& query, const float* user_vect
   } else {
     ann_->Search(user_vector, want, found);
   }
-  scored.clear();
-  const auto item_bias = factor_model_->item_bias();
-  const float offset = factor_model_->global_bias() + user_bias;
   // Fold-in users: their history is seen too (Admissible covers training rows and events).
+  thread_local std::vector<ItemIndex> kept;
+  thread_local std::vector<float> dots;
+  kept.clear();
   for (ItemIndex item : found) {
     if (!Admissible(query, item)) continue;
     if (query.exclude_seen && query.has_events &&
         std::binary_search(query.history_items.begin(), query.history_items.end(), item)) {
       continue;
     }
-    const float* q = factor_model_->ItemVector(item);
-    float dot = 0.0f;
-    for (std::size_t f = 0; f < k; ++f) dot += user_vector[f] * q[f];
-    scored.emplace_back(item, offset + dot + (item_bias.empty() ? 0.0f : item_bias[item]));
+    kept.push_back(item);
+  }
+  // Exact scores of the survivors: one gathered pass over their (prefetched) rows.
+  dots.resize(kept.size());
+  models::kernels::GatherDot(factor_model_->item_factors().data(), k, kept.data(), kept.size(), user_vector,
+                             dots.data());
+  scored.clear();
+  const auto item_bias = factor_model_->item_bias();
+  const float offset = factor_model_->global_bias() + user_bias;
+  for (std::size_t j = 0; j < kept.size(); ++j) {
+    scored.emplace_back(kept[j], offset + dots[j] + (item_bias.empty() ? 0.0f : item_bias[kept[j]]));
   }
   const bool complete = found.size() == query.candidate_span.size() && query.has_filter;
   if (scored.empty() || (scored.size() < query.k && !complete)) return false;  // too few survive: exact path
