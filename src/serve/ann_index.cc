@@ -62,6 +62,49 @@ RECFORGE_ANN_CLONES float InnerProductDistance(
   return 1.0f - sum;
 }
 
+// Every cache line of a `bytes`-long vector.
+inline void PrefetchVector(const char* row, std::size_t bytes) {
+  for (std::size_t byte = 0; byte < bytes; byte += 64) __builtin_prefetch(row + byte);
+}
+
+// Distances 1 - dot(query, row) for n rows at base + ids[j] * stride (hnswlib's level-0
+// layout: links, vector, label per element). Four rows at a time, so four dot products
+// are in flight together, while the next four rows are prefetched (all of them at once
+// would fill the line-fill buffers and stall).
+RECFORGE_ANN_CLONES void InnerProductDistances(const float* query, const char* base, std::size_t stride,
+                                               const std::uint32_t* ids, std::size_t n, std::size_t dim,
+                                               float* out) {
+  const std::size_t bytes = dim * sizeof(float);
+  for (std::size_t j = 0; j < std::min<std::size_t>(n, 4); ++j) PrefetchVector(base + ids[j] * stride, bytes);
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (std::size_t ahead = j + 4; ahead < std::min(n, j + 8); ++ahead) PrefetchVector(base + ids[ahead] * stride, bytes);
+    const auto* r0 = reinterpret_cast<const float*>(base + ids[j] * stride);
+    const auto* r1 = reinterpret_cast<const float*>(base + ids[j + 1] * stride);
+    const auto* r2 = reinterpret_cast<const float*>(base + ids[j + 2] * stride);
+    const auto* r3 = reinterpret_cast<const float*>(base + ids[j + 3] * stride);
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (std::size_t i = 0; i < dim; ++i) {
+      s0 += query[i] * r0[i];
+      s1 += query[i] * r1[i];
+      s2 += query[i] * r2[i];
+      s3 += query[i] * r3[i];
+    }
+    out[j] = 1.0f - s0;
+    out[j + 1] = 1.0f - s1;
+    out[j + 2] = 1.0f - s2;
+    out[j + 3] = 1.0f - s3;
+  }
+  for (; j < n; ++j) {
+    const auto* r = reinterpret_cast<const float*>(base + ids[j] * stride);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (std::size_t i = 0; i < dim; ++i) sum += query[i] * r[i];
+    out[j] = 1.0f - sum;
+  }
+}
+
 class InnerProductSpace : public hnswlib::SpaceInterface<float> {
  public:
   explicit InnerProductSpace(std::size_t dim) : dim_(dim) {}
@@ -233,6 +276,14 @@ std::unique_ptr<AnnIndex> AnnIndex::BuildOrLoad(std::span<const float> vectors, 
   return index;
 }
 
+// The search runs over hnswlib's graph with our own loop instead of searchKnn(), which
+// (0.6.2) counts hops and distance computations in atomics shared by every searching
+// thread, takes the deleted-elements path for a loaded graph (num_deleted_ is left
+// uninitialised by loadIndex) and prefetches only the first cache line of each
+// neighbour's vector. Here: the neighbours of an expanded node that are not yet visited
+// are collected, every line of their vectors prefetched, and their distances computed
+// four at a time. Same algorithm: greedy descent through the upper layers, then a
+// best-first search of the bottom layer keeping the ef nearest.
 void AnnIndex::Search(const float* query, std::size_t k, std::vector<ItemIndex>& out) const {
   out.clear();
   if (n_ == 0 || k == 0) return;
@@ -244,12 +295,102 @@ void AnnIndex::Search(const float* query, std::size_t k, std::vector<ItemIndex>&
     if (with_bias_) q[dim_] = 1.0f;
     data = q.data();
   }
-  auto result = impl_->graph->searchKnn(data, std::min(k, n_));
-  out.reserve(result.size());
-  while (!result.empty()) {
-    out.push_back(static_cast<ItemIndex>(result.top().second));
-    result.pop();
+  const auto& graph = *impl_->graph;
+  using Id = hnswlib::tableint;
+  const char* vectors = graph.data_level0_memory_ + graph.offsetData_;
+  const std::size_t stride = graph.size_data_per_element_;
+  const std::size_t dim = stored_dim_;
+  auto distance = [&](Id id) {
+    float d;
+    InnerProductDistances(data, vectors, stride, &id, 1, dim, &d);
+    return d;
+  };
+
+  // Upper layers: move to the nearest neighbour while that gets closer.
+  Id current = static_cast<Id>(graph.enterpoint_node_);
+  float current_distance = distance(current);
+  thread_local std::vector<Id> batch;
+  thread_local std::vector<float> distances;
+  for (int level = graph.maxlevel_; level > 0; --level) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      const hnswlib::linklistsizeint* links = graph.get_linklist(current, level);
+      const std::size_t count = graph.getListCount(const_cast<hnswlib::linklistsizeint*>(links));
+      const Id* neighbours = reinterpret_cast<const Id*>(links + 1);
+      distances.resize(count);
+      InnerProductDistances(data, vectors, stride, neighbours, count, dim, distances.data());
+      for (std::size_t j = 0; j < count; ++j) {
+        if (distances[j] < current_distance) {
+          current_distance = distances[j];
+          current = neighbours[j];
+          changed = true;
+        }
+      }
+    }
   }
+
+  // Bottom layer. Visited marks: a per-thread bitset (128 KB for 1M items, so it stays in
+  // L2, where a stamp array of 4 MB missed on most lookups), cleared after the search
+  // through the list of the nodes it marked.
+  thread_local std::vector<std::uint64_t> visited;
+  thread_local std::vector<Id> marked;
+  visited.resize(std::max(visited.size(), graph.cur_element_count / 64 + 1), 0);
+  marked.clear();
+  const auto visit = [&](Id id) {
+    std::uint64_t& word = visited[id >> 6];
+    const std::uint64_t bit = std::uint64_t{1} << (id & 63);
+    if (word & bit) return false;
+    word |= bit;
+    marked.push_back(id);
+    return true;
+  };
+  const std::size_t ef = std::max<std::size_t>(static_cast<std::size_t>(options_.ef_search), std::min(k, n_));
+  using Entry = std::pair<float, Id>;
+  // results: max-heap of the ef nearest so far; frontier: min-heap of nodes to expand.
+  thread_local std::vector<Entry> results, frontier;
+  results.clear();
+  frontier.clear();
+  const auto farther = [](const Entry& a, const Entry& b) { return a.first < b.first; };
+  const auto nearer = [](const Entry& a, const Entry& b) { return a.first > b.first; };
+  visit(current);
+  results.emplace_back(current_distance, current);
+  frontier.emplace_back(current_distance, current);
+  while (!frontier.empty()) {
+    std::pop_heap(frontier.begin(), frontier.end(), nearer);
+    const Entry next = frontier.back();
+    frontier.pop_back();
+    if (results.size() >= ef && next.first > results.front().first) break;
+    const hnswlib::linklistsizeint* links = graph.get_linklist0(next.second);
+    const std::size_t count = graph.getListCount(const_cast<hnswlib::linklistsizeint*>(links));
+    const Id* neighbours = reinterpret_cast<const Id*>(links + 1);
+    batch.clear();
+    for (std::size_t j = 0; j < count; ++j) {
+      if (visit(neighbours[j])) batch.push_back(neighbours[j]);
+    }
+    distances.resize(batch.size());
+    InnerProductDistances(data, vectors, stride, batch.data(), batch.size(), dim, distances.data());
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      const float d = distances[j];
+      if (results.size() < ef || d < results.front().first) {
+        frontier.emplace_back(d, batch[j]);
+        std::push_heap(frontier.begin(), frontier.end(), nearer);
+        // The links of a likely next expansion.
+        __builtin_prefetch(graph.get_linklist0(frontier.front().second));
+        results.emplace_back(d, batch[j]);
+        std::push_heap(results.begin(), results.end(), farther);
+        if (results.size() > ef) {
+          std::pop_heap(results.begin(), results.end(), farther);
+          results.pop_back();
+        }
+      }
+    }
+  }
+  for (Id id : marked) visited[id >> 6] = 0;
+  // The k nearest of the ef found, as item indices.
+  std::sort_heap(results.begin(), results.end(), farther);
+  const std::size_t take = std::min(k, results.size());
+  out.reserve(take);
+  for (std::size_t j = 0; j < take; ++j) out.push_back(static_cast<ItemIndex>(graph.getExternalLabel(results[j].second)));
 }
 
 }  // namespace recforge::serve

@@ -81,8 +81,9 @@ class AnnIndex {
   // Changes the search candidate list (not thread-safe against concurrent Search).
   void SetEfSearch(int ef_search);
 
-  // Up to `k` items with the largest dot(query, Q[i]) + item_bias[i], in no particular
-  // order (the graph explores max(ef_search, k) candidates). `query` has dim() floats.
+  // Up to `k` items with the largest dot(query, Q[i]) + item_bias[i], best first (the
+  // graph explores max(ef_search, k) candidates). `query` has dim() floats. The search
+  // is our own loop over hnswlib's graph (ann_index.cc says why).
   void Search(const float* query, std::size_t k, std::vector<ItemIndex>& out) const;
 
  private:
