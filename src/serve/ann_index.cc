@@ -43,53 +43,92 @@ namespace recforge::serve {
 
 namespace {
 
-// 1 - dot(a, b): hnswlib's inner-product distance. Compiled for AVX-512 / AVX2 / the
-// baseline and chosen at load time (the build has no -march=native, and hnswlib's own
-// kernels pick their SIMD width at compile time).
-#if defined(RECFORGE_NO_TARGET_CLONES)
-#define RECFORGE_ANN_CLONES  // sanitizer builds: baseline code only (see CMakeLists.txt)
-#else
-#define RECFORGE_ANN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-RECFORGE_ANN_CLONES float InnerProductDistance(
-    const void* a, const void* b, const void* dim_ptr) {
-  const auto* x = static_cast<const float*>(a);
-  const auto* y = static_cast<const float*>(b);
-  const std::size_t n = *static_cast<const std::size_t*>(dim_ptr);
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (std::size_t i = 0; i < n; ++i) sum += x[i] * y[i];
-  return 1.0f - sum;
-}
+// The graph stores the vectors as IEEE half floats (_Float16): half the memory of float32
+// and half the cache lines per visited node, which is what a search over 1M items waits
+// on. The relative rounding error (2^-11) only perturbs the order inside the candidate
+// list: the service re-scores the candidates exactly from the model's float32 factors.
+using Half = _Float16;
+
+// Kernels: an AVX2 + FMA + F16C version (vcvtph2ps widens 8 halves at once) and a
+// portable one, picked once at start-up from the running CPU (the build has no
+// -march=native; GCC 12 does not vectorise half-to-float conversions in target_clones
+// code, so this is a hand dispatch with intrinsics).
+using DistanceBatchFn = void (*)(const float* query, const char* base, std::size_t stride, const std::uint32_t* ids,
+                                 std::size_t n, std::size_t dim, float* out);
+using HalfDotFn = float (*)(const Half* a, const Half* b, std::size_t n);
 
 // Every cache line of a `bytes`-long vector.
 inline void PrefetchVector(const char* row, std::size_t bytes) {
   for (std::size_t byte = 0; byte < bytes; byte += 64) __builtin_prefetch(row + byte);
 }
 
-// Distances 1 - dot(query, row) for n rows at base + ids[j] * stride (hnswlib's level-0
-// layout: links, vector, label per element). Four rows at a time, so four dot products
-// are in flight together, while the next four rows are prefetched (all of them at once
-// would fill the line-fill buffers and stall).
-RECFORGE_ANN_CLONES void InnerProductDistances(const float* query, const char* base, std::size_t stride,
-                                               const std::uint32_t* ids, std::size_t n, std::size_t dim,
-                                               float* out) {
-  const std::size_t bytes = dim * sizeof(float);
+float HalfDotPortable(const Half* a, const Half* b, std::size_t n) {
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) sum += static_cast<float>(a[i]) * static_cast<float>(b[i]);
+  return sum;
+}
+
+void DistanceBatchPortable(const float* query, const char* base, std::size_t stride, const std::uint32_t* ids,
+                           std::size_t n, std::size_t dim, float* out) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const auto* row = reinterpret_cast<const Half*>(base + ids[j] * stride);
+    float sum = 0.0f;
+    for (std::size_t i = 0; i < dim; ++i) sum += query[i] * static_cast<float>(row[i]);
+    out[j] = 1.0f - sum;
+  }
+}
+
+#define RECFORGE_F16C __attribute__((target("avx2,fma,f16c")))
+RECFORGE_F16C inline __m256 Widen8(const Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+RECFORGE_F16C inline float Sum8(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+RECFORGE_F16C float HalfDotF16C(const Half* a, const Half* b, std::size_t n) {
+  const std::size_t body = n / 8 * 8;
+  __m256 acc = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < body; i += 8) acc = _mm256_fmadd_ps(Widen8(a + i), Widen8(b + i), acc);
+  float sum = Sum8(acc);
+  for (std::size_t i = body; i < n; ++i) sum += static_cast<float>(a[i]) * static_cast<float>(b[i]);
+  return sum;
+}
+
+// Distances 1 - dot(query, row) for a float32 query and n half rows at base + ids[j] *
+// stride (hnswlib's level-0 layout: links, vector, label per element). Four rows at a
+// time, so four dot products are in flight together, while the next four rows are
+// prefetched (all of them at once would fill the line-fill buffers and stall).
+RECFORGE_F16C void DistanceBatchF16C(const float* query, const char* base, std::size_t stride,
+                                     const std::uint32_t* ids, std::size_t n, std::size_t dim, float* out) {
+  const std::size_t bytes = dim * sizeof(Half);
+  const std::size_t body = dim / 8 * 8;
   for (std::size_t j = 0; j < std::min<std::size_t>(n, 4); ++j) PrefetchVector(base + ids[j] * stride, bytes);
   std::size_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    for (std::size_t ahead = j + 4; ahead < std::min(n, j + 8); ++ahead) PrefetchVector(base + ids[ahead] * stride, bytes);
-    const auto* r0 = reinterpret_cast<const float*>(base + ids[j] * stride);
-    const auto* r1 = reinterpret_cast<const float*>(base + ids[j + 1] * stride);
-    const auto* r2 = reinterpret_cast<const float*>(base + ids[j + 2] * stride);
-    const auto* r3 = reinterpret_cast<const float*>(base + ids[j + 3] * stride);
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (std::size_t i = 0; i < dim; ++i) {
-      s0 += query[i] * r0[i];
-      s1 += query[i] * r1[i];
-      s2 += query[i] * r2[i];
-      s3 += query[i] * r3[i];
+    for (std::size_t ahead = j + 4; ahead < std::min(n, j + 8); ++ahead) {
+      PrefetchVector(base + ids[ahead] * stride, bytes);
+    }
+    const auto* r0 = reinterpret_cast<const Half*>(base + ids[j] * stride);
+    const auto* r1 = reinterpret_cast<const Half*>(base + ids[j + 1] * stride);
+    const auto* r2 = reinterpret_cast<const Half*>(base + ids[j + 2] * stride);
+    const auto* r3 = reinterpret_cast<const Half*>(base + ids[j + 3] * stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (std::size_t i = 0; i < body; i += 8) {
+      const __m256 q = _mm256_loadu_ps(query + i);
+      a0 = _mm256_fmadd_ps(q, Widen8(r0 + i), a0);
+      a1 = _mm256_fmadd_ps(q, Widen8(r1 + i), a1);
+      a2 = _mm256_fmadd_ps(q, Widen8(r2 + i), a2);
+      a3 = _mm256_fmadd_ps(q, Widen8(r3 + i), a3);
+    }
+    float s0 = Sum8(a0), s1 = Sum8(a1), s2 = Sum8(a2), s3 = Sum8(a3);
+    for (std::size_t i = body; i < dim; ++i) {
+      s0 += query[i] * static_cast<float>(r0[i]);
+      s1 += query[i] * static_cast<float>(r1[i]);
+      s2 += query[i] * static_cast<float>(r2[i]);
+      s3 += query[i] * static_cast<float>(r3[i]);
     }
     out[j] = 1.0f - s0;
     out[j + 1] = 1.0f - s1;
@@ -97,19 +136,35 @@ RECFORGE_ANN_CLONES void InnerProductDistances(const float* query, const char* b
     out[j + 3] = 1.0f - s3;
   }
   for (; j < n; ++j) {
-    const auto* r = reinterpret_cast<const float*>(base + ids[j] * stride);
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (std::size_t i = 0; i < dim; ++i) sum += query[i] * r[i];
+    const auto* r = reinterpret_cast<const Half*>(base + ids[j] * stride);
+    __m256 acc = _mm256_setzero_ps();
+    for (std::size_t i = 0; i < body; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(query + i), Widen8(r + i), acc);
+    float sum = Sum8(acc);
+    for (std::size_t i = body; i < dim; ++i) sum += query[i] * static_cast<float>(r[i]);
     out[j] = 1.0f - sum;
   }
+}
+#undef RECFORGE_F16C
+
+bool HasF16C() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+const bool kF16C = HasF16C();
+const DistanceBatchFn InnerProductDistances = kF16C ? &DistanceBatchF16C : &DistanceBatchPortable;
+const HalfDotFn HalfDot = kF16C ? &HalfDotF16C : &HalfDotPortable;
+
+// 1 - dot(a, b) of two stored (half) vectors: hnswlib's distance while building.
+float HalfInnerProductDistance(const void* a, const void* b, const void* dim_ptr) {
+  return 1.0f - HalfDot(static_cast<const Half*>(a), static_cast<const Half*>(b),
+                        *static_cast<const std::size_t*>(dim_ptr));
 }
 
 class InnerProductSpace : public hnswlib::SpaceInterface<float> {
  public:
   explicit InnerProductSpace(std::size_t dim) : dim_(dim) {}
-  std::size_t get_data_size() override { return dim_ * sizeof(float); }
-  hnswlib::DISTFUNC<float> get_dist_func() override { return &InnerProductDistance; }
+  std::size_t get_data_size() override { return dim_ * sizeof(Half); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &HalfInnerProductDistance; }
   void* get_dist_func_param() override { return &dim_; }
 
  private:
@@ -157,10 +212,10 @@ AnnIndex::AnnIndex(std::span<const float> vectors, std::size_t n, std::size_t di
   if (n == 0) return;
   // The first point alone (hnswlib's entry point), then the rest in parallel.
   auto add = [&](std::size_t i) {
-    thread_local std::vector<float> row;
+    thread_local std::vector<Half> row;
     row.resize(stored_dim);
-    std::memcpy(row.data(), vectors.data() + i * dim, dim * sizeof(float));
-    if (with_bias_) row[dim] = item_bias[i];
+    for (std::size_t x = 0; x < dim; ++x) row[x] = static_cast<Half>(vectors[i * dim + x]);
+    if (with_bias_) row[dim] = static_cast<Half>(item_bias[i]);
     impl_->graph->addPoint(row.data(), static_cast<hnswlib::labeltype>(i));
   };
   add(0);
@@ -177,8 +232,9 @@ void AnnIndex::SetEfSearch(int ef_search) {
 
 std::string AnnIndex::KeyText(std::string_view key) const {
   std::ostringstream text;
-  text << "recforge-hnsw 1\n"
+  text << "recforge-hnsw 2\n"
        << "hnswlib 0.6\n"
+       << "vectors fp16\n"
        << "key " << key << "\n"
        << "items " << n_ << "\n"
        << "dim " << dim_ << "\n"
@@ -218,7 +274,7 @@ void AnnIndex::Save(const std::string& path, std::string_view key) const {
   }
   // saveIndex() reports nothing: check the size it must have written.
   const std::uintmax_t bytes = std::filesystem::file_size(path, error);
-  if (error || bytes < n_ * stored_dim_ * sizeof(float)) {
+  if (error || bytes < n_ * stored_dim_ * sizeof(Half)) {
     std::filesystem::remove(key_path, ignored);
     throw IoError(path + ": the HNSW index was not written completely");
   }
