@@ -207,6 +207,14 @@ TEST(AnnIndex, SmallIndexReturnsEverything) {
   std::vector<ItemIndex> found;
   index.Search(query.data(), 100, found);
   EXPECT_EQ(std::set<ItemIndex>(found.begin(), found.end()).size(), 50u);
+  // Best first, up to the graph's fp16 rounding of the vectors (2^-11 relative).
+  for (std::size_t j = 0; j + 1 < found.size(); ++j) {
+    const float here = Score(s, query.data(), found[j]);
+    const float next = Score(s, query.data(), found[j + 1]);
+    EXPECT_GE(here + 2e-3f * (std::fabs(here) + 1.0f), next) << "rank " << j;
+  }
+  index.Search(query.data(), 3, found);
+  EXPECT_EQ(found.size(), 3u) << "k below ef: only the k best";
   auto approx = Approximate(index, s, query.data(), 5, 100);
   EXPECT_EQ(approx, Exact(s, query.data(), 5));
   AnnIndex empty(std::span<const float>(), 0, 8, {}, AnnIndexOptions{}, 1);
