@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 """Recall@10 of `recforge serve`'s ANN path against its exact path on the served 1M-item
 model of serve_bench.py's ann1m case (run that first): 200 known users, top-10 from a
-`--no-ann` server vs servers with the (candidates, ef) settings below.
+`--no-ann` server vs servers with each (candidates, ef) setting.
 
-  /usr/bin/python3 bench/peer/ann_recall_http.py
+  /usr/bin/python3 bench/peer/ann_recall_http.py [--settings 256:128,128:128,64:64]
+      [--serve-arg=--ann-ef-construction --serve-arg=128]
+
+RECFORGE_ANN_WORK names the case's directory (model.rfm, prepared/, known_users.txt).
+--serve-arg passes options to the ANN servers (build options must match the cached
+graph's, or the server rebuilds it).
 """
+import argparse
 import json
 import os
 import random
@@ -25,11 +31,16 @@ def start(port, extra):
 def top(port, u):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", data=json.dumps({"user_id":u,"top_k":10}).encode(), headers={"Content-Type":"application/json"})
     return [i["item_id"] for i in json.load(urllib.request.urlopen(req))["items"]]
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--settings", default="256:128,128:128,64:64", help="candidates:ef pairs, comma-separated")
+ap.add_argument("--serve-arg", action="append", default=[], help="extra option for the ANN servers (repeatable)")
+args = ap.parse_args()
+settings = [tuple(int(x) for x in pair.split(":")) for pair in args.settings.split(",")]
 users = open(W+"/known_users.txt").read().split()
 random.seed(1); sample = random.sample(users, 200)
 exact = start(8901, ["--no-ann"]); ref = {u: top(8901, u) for u in sample}; exact.terminate(); exact.wait()
-for cand, ef in [(256, 128), (128, 128), (64, 64)]:
-    s = start(8902, ["--ann-candidates",str(cand),"--ann-ef",str(ef)])
+for cand, ef in settings:
+    s = start(8902, ["--ann-candidates",str(cand),"--ann-ef",str(ef)] + args.serve_arg)
     r = sum(len(set(top(8902,u)) & set(ref[u])) for u in sample) / (10*len(sample))
     print(f"candidates {cand} ef {ef}: Recall@10 vs exact over {len(sample)} users = {r:.4f}", flush=True)
     s.terminate(); s.wait()
