@@ -150,12 +150,7 @@ RECFORGE_INLINE float Sum8(V8 v) {
 // few tens of cycles per entry, near enough to stay in L1.
 constexpr std::size_t kPrefetchAhead = 8;
 
-RECFORGE_INLINE void PrefetchRow(const float* row, std::size_t k) {
-  const char* begin = reinterpret_cast<const char*>(row);
-  const char* last = begin + k * sizeof(float) - 1;
-  for (const char* p = begin; p <= last; p += 64) __builtin_prefetch(p);
-  __builtin_prefetch(last);
-}
+RECFORGE_INLINE void PrefetchRow(const float* row, std::size_t k) { PrefetchBytes(row, k * sizeof(float)); }
 
 typedef int I8 __attribute__((vector_size(32)));
 typedef float V4 __attribute__((vector_size(16)));

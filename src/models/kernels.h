@@ -12,6 +12,17 @@
 
 namespace recforge::models::kernels {
 
+// Prefetches every cache line of [p, p + bytes); p need not be line-aligned (the last
+// byte's line is included). For rows read at random: factor rows, skip-gram output
+// rows, HNSW vectors.
+inline void PrefetchBytes(const void* p, std::size_t bytes) {
+  if (bytes == 0) return;
+  const char* begin = static_cast<const char*>(p);
+  const char* last = begin + bytes - 1;
+  for (const char* line = begin; line <= last; line += 64) __builtin_prefetch(line);
+  __builtin_prefetch(last);
+}
+
 // Sum of a[i] * b[i].
 float Dot(const float* a, const float* b, std::size_t n);
 // y += alpha * x.

@@ -36,6 +36,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kernels.h"
 #include "recforge/core/error.h"
 #include "recforge/core/parallel.h"
 
@@ -56,11 +57,6 @@ using Half = _Float16;
 using DistanceBatchFn = void (*)(const float* query, const char* base, std::size_t stride, const std::uint32_t* ids,
                                  std::size_t n, std::size_t dim, float* out);
 using HalfDotFn = float (*)(const Half* a, const Half* b, std::size_t n);
-
-// Every cache line of a `bytes`-long vector.
-inline void PrefetchVector(const char* row, std::size_t bytes) {
-  for (std::size_t byte = 0; byte < bytes; byte += 64) __builtin_prefetch(row + byte);
-}
 
 float HalfDotPortable(const Half* a, const Half* b, std::size_t n) {
   float sum = 0.0f;
@@ -88,6 +84,16 @@ RECFORGE_F16C inline float Sum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+// query . row for one half row: 8 lanes at a time, then the tail.
+RECFORGE_F16C inline float QueryDotF16C(const float* query, const Half* row, std::size_t dim) {
+  const std::size_t body = dim / 8 * 8;
+  __m256 acc = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < body; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(query + i), Widen8(row + i), acc);
+  float sum = Sum8(acc);
+  for (std::size_t i = body; i < dim; ++i) sum += query[i] * static_cast<float>(row[i]);
+  return sum;
+}
+
 RECFORGE_F16C float HalfDotF16C(const Half* a, const Half* b, std::size_t n) {
   const std::size_t body = n / 8 * 8;
   __m256 acc = _mm256_setzero_ps();
@@ -105,11 +111,11 @@ RECFORGE_F16C void DistanceBatchF16C(const float* query, const char* base, std::
                                      const std::uint32_t* ids, std::size_t n, std::size_t dim, float* out) {
   const std::size_t bytes = dim * sizeof(Half);
   const std::size_t body = dim / 8 * 8;
-  for (std::size_t j = 0; j < std::min<std::size_t>(n, 4); ++j) PrefetchVector(base + ids[j] * stride, bytes);
+  for (std::size_t j = 0; j < std::min<std::size_t>(n, 4); ++j) models::kernels::PrefetchBytes(base + ids[j] * stride, bytes);
   std::size_t j = 0;
   for (; j + 4 <= n; j += 4) {
     for (std::size_t ahead = j + 4; ahead < std::min(n, j + 8); ++ahead) {
-      PrefetchVector(base + ids[ahead] * stride, bytes);
+      models::kernels::PrefetchBytes(base + ids[ahead] * stride, bytes);
     }
     const auto* r0 = reinterpret_cast<const Half*>(base + ids[j] * stride);
     const auto* r1 = reinterpret_cast<const Half*>(base + ids[j + 1] * stride);
@@ -135,14 +141,7 @@ RECFORGE_F16C void DistanceBatchF16C(const float* query, const char* base, std::
     out[j + 2] = 1.0f - s2;
     out[j + 3] = 1.0f - s3;
   }
-  for (; j < n; ++j) {
-    const auto* r = reinterpret_cast<const Half*>(base + ids[j] * stride);
-    __m256 acc = _mm256_setzero_ps();
-    for (std::size_t i = 0; i < body; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(query + i), Widen8(r + i), acc);
-    float sum = Sum8(acc);
-    for (std::size_t i = body; i < dim; ++i) sum += query[i] * static_cast<float>(r[i]);
-    out[j] = 1.0f - sum;
-  }
+  for (; j < n; ++j) out[j] = 1.0f - QueryDotF16C(query, reinterpret_cast<const Half*>(base + ids[j] * stride), dim);
 }
 #undef RECFORGE_F16C
 

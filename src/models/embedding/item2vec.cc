@@ -150,8 +150,7 @@ void TrainSequence(const Corpus& corpus, std::size_t sequence, float lr, float* 
         const std::uint32_t target = corpus.negatives_table->Sample(worker.rng);
         if (target == centre) continue;
         targets[n_targets++] = target;
-        const char* row = reinterpret_cast<const char*>(output + static_cast<std::size_t>(target) * k);
-        for (std::size_t byte = 0; byte < k * sizeof(float); byte += 64) __builtin_prefetch(row + byte, 1, 3);
+        kernels::PrefetchBytes(output + static_cast<std::size_t>(target) * k, k * sizeof(float));
       }
       loss += kernels::SkipGramStep(in, output, k, targets, n_targets, lr, sigmoid);
       if constexpr (kTrack) {
