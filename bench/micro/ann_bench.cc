@@ -5,26 +5,36 @@
 //   recforge_bench_ann [--items 1000000] [--dim 32] [--m 16] [--ef-construction 64]
 //                      [--ef 100,128,256] [--candidates 256] [--queries 2000]
 //                      [--recall-queries 200] [--threads 2] [--bias] [--cache FILE]
+//                      [--model FILE.rfm]
 //
 // Items: random directions with a popularity-like norm spread (0.2 .. 2, heavy head),
 // as tests/unit/serve/ann_index_test.cc; queries: N(0, 1) user vectors. Latency is
 // measured one query at a time on one thread (the HTTP server answers a request on
 // one thread); p50 / p99 / max over `--queries`. With --cache the graph is loaded from
 // FILE when present (AnnIndex::BuildOrLoad), so a second run shows the load time.
+//
+// --model: a trained factor model instead (e.g. the 1M-item model of
+// bench/peer/serve_bench.py): its item factors and biases are the items, its user
+// vectors (users spread evenly over the model) the queries, and --cache defaults to
+// the graph `recforge serve` keeps beside the model (FILE.hnsw, keyed by its payload
+// SHA-256).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "../../src/models/factor/factor_model.h"
 #include "recforge/core/parallel.h"
 #include "recforge/core/random.h"
+#include "recforge/models/model_io.h"
 #include "recforge/serve/ann_index.h"
 
 namespace {
@@ -41,7 +51,7 @@ struct Args {
   int m = 16, ef_construction = 64, threads = 2;
   std::vector<int> ef = {100, 128, 256};
   bool bias = false;
-  std::string cache;
+  std::string cache, model;
 };
 
 Args Parse(int argc, char** argv) {
@@ -65,6 +75,7 @@ Args Parse(int argc, char** argv) {
     else if (flag == "--threads") a.threads = std::stoi(next());
     else if (flag == "--bias") a.bias = true;
     else if (flag == "--cache") a.cache = next();
+    else if (flag == "--model") a.model = next();
     else if (flag == "--ef") {
       a.ef.clear();
       std::string list = next();
@@ -125,13 +136,20 @@ void Top(std::vector<std::pair<float, ItemIndex>>& scored, std::size_t k, std::v
   for (std::size_t r = 0; r < k; ++r) out.push_back(scored[r].second);
 }
 
-// The served path: candidates from the graph, exact re-score, top k.
+// The served path: candidates from the graph, exact re-score of those that can still
+// reach the top k (within 2 max_error of the k-th approximate score), top k.
 void AnnTop(const recforge::serve::AnnIndex& index, const Items& s, const float* query, std::size_t candidates,
-            std::size_t k, std::vector<ItemIndex>& found, std::vector<std::pair<float, ItemIndex>>& scored,
-            std::vector<ItemIndex>& out) {
-  index.Search(query, candidates, found);
+            std::size_t k, std::vector<recforge::serve::AnnCandidate>& found,
+            std::vector<std::pair<float, ItemIndex>>& scored, std::vector<ItemIndex>& out,
+            recforge::serve::AnnSearchStats* stats = nullptr) {
+  const float max_error = index.Search(query, candidates, found, {}, stats);
   scored.clear();
-  for (ItemIndex item : found) scored.emplace_back(Score(s, query, item), item);
+  float threshold = -std::numeric_limits<float>::infinity();
+  for (const auto& candidate : found) {
+    if (candidate.score < threshold) break;
+    scored.emplace_back(Score(s, query, candidate.item), candidate.item);
+    if (scored.size() == k) threshold = candidate.score - 2.0f * max_error;
+  }
   Top(scored, k, out);
 }
 
@@ -141,15 +159,41 @@ int main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
   constexpr std::size_t k = 10;
   auto start = Clock::now();
-  Items s = MakeItems(a.items, a.dim, a.bias, 11, a.threads);
-  std::vector<float> queries(std::max(a.queries, a.recall_queries) * a.dim);
-  {
+  const std::size_t n_queries = std::max(a.queries, a.recall_queries);
+  Items s;
+  std::vector<float> queries;
+  std::string key = "ann_bench synthetic seed 11";
+  std::string cache = a.cache;
+  if (!a.model.empty()) {
+    auto model = recforge::models::LoadModel(a.model);
+    const auto* factors = dynamic_cast<const recforge::models::FactorModel*>(model.get());
+    if (factors == nullptr || factors->factors() == 0 || factors->user_factors().empty()) {
+      std::fprintf(stderr, "%s: not a trained factor model\n", a.model.c_str());
+      return 2;
+    }
+    s.dim = factors->factors();
+    s.n = factors->item_factors().size() / s.dim;
+    s.vectors.assign(factors->item_factors().begin(), factors->item_factors().end());
+    s.bias.assign(factors->item_bias().begin(), factors->item_bias().end());
+    const std::size_t users = factors->user_factors().size() / s.dim;
+    for (std::size_t q = 0; q < n_queries; ++q) {
+      const float* row = factors->UserVector(static_cast<recforge::UserIndex>(q * users / n_queries));
+      queries.insert(queries.end(), row, row + s.dim);
+    }
+    key = recforge::models::ReadModelHeader(a.model).payload_sha256;  // as `recforge serve` keys it
+    if (cache.empty()) cache = a.model + ".hnsw";
+    std::printf("model %s: %zu items, dim %zu%s, %zu users, loaded in %.1f s\n", a.model.c_str(), s.n, s.dim,
+                s.bias.empty() ? "" : " + item bias", users, Seconds(start));
+  } else {
+    s = MakeItems(a.items, a.dim, a.bias, 11, a.threads);
+    queries.resize(n_queries * a.dim);
     Rng rng(12);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (auto& x : queries) x = normal(rng);
+    std::printf("items %zu, dim %zu%s, generated in %.1f s\n", a.items, a.dim, a.bias ? " + item bias" : "",
+                Seconds(start));
   }
-  std::printf("items %zu, dim %zu%s, generated in %.1f s\n", a.items, a.dim, a.bias ? " + item bias" : "",
-              Seconds(start));
+  const std::size_t dim = s.dim;
 
   // Exact top 10 of the recall queries (brute force, in parallel).
   start = Clock::now();
@@ -157,7 +201,7 @@ int main(int argc, char** argv) {
   ParallelFor<std::size_t>(0, a.recall_queries, a.threads, [&](std::size_t q) {
     std::vector<std::pair<float, ItemIndex>> scored(s.n);
     for (std::size_t i = 0; i < s.n; ++i) {
-      scored[i] = {Score(s, queries.data() + q * a.dim, static_cast<ItemIndex>(i)), static_cast<ItemIndex>(i)};
+      scored[i] = {Score(s, queries.data() + q * dim, static_cast<ItemIndex>(i)), static_cast<ItemIndex>(i)};
     }
     Top(scored, k, exact[q]);
   });
@@ -168,20 +212,22 @@ int main(int argc, char** argv) {
   options.ef_construction = a.ef_construction;
   options.ef_search = a.ef.empty() ? 100 : a.ef.front();
   recforge::serve::AnnBuildInfo info;
-  auto index = recforge::serve::AnnIndex::BuildOrLoad(s.vectors, s.n, s.dim, s.bias, options, a.threads, a.cache,
-                                                      "ann_bench synthetic seed 11", &info);
+  auto index = recforge::serve::AnnIndex::BuildOrLoad(s.vectors, s.n, s.dim, s.bias, options, a.threads, cache, key,
+                                                      &info);
   std::printf("HNSW M %d, ef_construction %d, %d threads: %s in %.1f s%s%s\n", a.m, a.ef_construction, a.threads,
               info.loaded ? "loaded" : "built", info.seconds, info.saved ? " (saved)" : "",
               info.cache_error.empty() ? "" : (" [" + info.cache_error + "]").c_str());
 
-  std::printf("%8s %10s %9s %9s %9s %9s\n", "ef", "candidates", "recall@10", "p50 us", "p99 us", "max us");
+  std::printf("%8s %10s %9s %9s %9s %9s %9s %9s\n", "ef", "candidates", "recall@10", "p50 us", "p99 us", "max us",
+              "visited", "expanded");
   for (int ef : a.ef) {
     index->SetEfSearch(ef);
     std::vector<double> recall(a.recall_queries);
     ParallelFor<std::size_t>(0, a.recall_queries, a.threads, [&](std::size_t q) {
-      std::vector<ItemIndex> found, top;
+      std::vector<recforge::serve::AnnCandidate> found;
+      std::vector<ItemIndex> top;
       std::vector<std::pair<float, ItemIndex>> scored;
-      AnnTop(*index, s, queries.data() + q * a.dim, a.candidates, k, found, scored, top);
+      AnnTop(*index, s, queries.data() + q * dim, a.candidates, k, found, scored, top);
       std::set<ItemIndex> truth(exact[q].begin(), exact[q].end());
       std::size_t hit = 0;
       for (ItemIndex item : top) hit += truth.count(item);
@@ -190,23 +236,27 @@ int main(int argc, char** argv) {
     const double mean_recall =
         a.recall_queries == 0 ? 0 : std::accumulate(recall.begin(), recall.end(), 0.0) / a.recall_queries;
     // Latency: one thread, one query at a time, after 100 warm-up queries.
-    std::vector<ItemIndex> found, top;
+    std::vector<recforge::serve::AnnCandidate> found;
+    std::vector<ItemIndex> top;
     std::vector<std::pair<float, ItemIndex>> scored;
     for (std::size_t q = 0; q < std::min<std::size_t>(100, a.queries); ++q) {
-      AnnTop(*index, s, queries.data() + q * a.dim, a.candidates, k, found, scored, top);
+      AnnTop(*index, s, queries.data() + q * dim, a.candidates, k, found, scored, top);
     }
     std::vector<double> micros(a.queries);
+    recforge::serve::AnnSearchStats stats;
     for (std::size_t q = 0; q < a.queries; ++q) {
       auto t = Clock::now();
-      AnnTop(*index, s, queries.data() + q * a.dim, a.candidates, k, found, scored, top);
+      AnnTop(*index, s, queries.data() + q * dim, a.candidates, k, found, scored, top, &stats);
       micros[q] = Seconds(t) * 1e6;
     }
     std::sort(micros.begin(), micros.end());
     auto at = [&](double quantile) {
       return micros.empty() ? 0.0 : micros[std::min(micros.size() - 1, static_cast<std::size_t>(quantile * micros.size()))];
     };
-    std::printf("%8d %10zu %9.4f %9.0f %9.0f %9.0f\n", ef, a.candidates, mean_recall, at(0.5), at(0.99),
-                micros.empty() ? 0.0 : micros.back());
+    const double per_query = 1.0 / static_cast<double>(std::max<std::size_t>(a.queries, 1));
+    std::printf("%8d %10zu %9.4f %9.0f %9.0f %9.0f %9.0f %9.0f\n", ef, a.candidates, mean_recall, at(0.5), at(0.99),
+                micros.empty() ? 0.0 : micros.back(), static_cast<double>(stats.visited) * per_query,
+                static_cast<double>(stats.expanded) * per_query);
   }
   return 0;
 }

@@ -510,30 +510,45 @@ bool RecommendationService::AnswerModel(const Query& query, std::vector<Recommen
 bool RecommendationService::AnswerAnn(const Query& query, const float* user_vector, float user_bias,
                                       std::vector<RecommendedItem>& out) const {
   const std::size_t k = factor_model_->factors();
-  std::size_t want = ann_options_.candidates + query.excluded.size() + query.k;
-  if (query.exclude_seen && query.train_user != kInvalidIndex) want += train_.RowLength(query.train_user);
-  want = std::min(want, n_model_items_);
-  thread_local std::vector<ItemIndex> found;
-  thread_local std::vector<std::pair<ItemIndex, float>> scored;
+  // The user's training items are skipped inside the graph search (they take no place
+  // among the candidates); the other exclusions widen the search instead.
+  std::span<const ItemIndex> seen;
+  if (query.exclude_seen && query.train_user != kInvalidIndex) seen = train_.RowIndices(query.train_user);
+  const std::size_t want = std::min(ann_options_.candidates + query.excluded.size() + query.k, n_model_items_);
+  // Fold-in users: their history is seen too (Admissible covers training rows and events).
+  const auto admissible = [&](ItemIndex item) {
+    return Admissible(query, item) &&
+           !(query.exclude_seen && query.has_events &&
+             std::binary_search(query.history_items.begin(), query.history_items.end(), item));
+  };
+  thread_local std::vector<ItemIndex> kept;
+  kept.clear();
+  bool complete = false;  // every item that passes the filter was considered
   if (query.has_filter && (!ann_ || query.candidate_span.size() <= want)) {
     // A narrow filter: score its items exactly (cheaper than the graph, and complete).
-    found.assign(query.candidate_span.begin(), query.candidate_span.end());
-  } else {
-    ann_->Search(user_vector, want, found);
-  }
-  // Fold-in users: their history is seen too (Admissible covers training rows and events).
-  thread_local std::vector<ItemIndex> kept;
-  thread_local std::vector<float> dots;
-  kept.clear();
-  for (ItemIndex item : found) {
-    if (!Admissible(query, item)) continue;
-    if (query.exclude_seen && query.has_events &&
-        std::binary_search(query.history_items.begin(), query.history_items.end(), item)) {
-      continue;
+    for (ItemIndex item : query.candidate_span) {
+      if (admissible(item)) kept.push_back(item);
     }
-    kept.push_back(item);
+    complete = true;
+  } else {
+    thread_local std::vector<AnnCandidate> found;
+    const float max_error = ann_->Search(user_vector, want, found, seen);
+    // Best first by approximate score; only the admissible candidates within 2 max_error
+    // of the k-th best can still be in the exact top k (ann_index.h), so only those are
+    // re-scored: about 20 rows of the factors instead of 256 (the rest would cost a
+    // cache miss each).
+    std::size_t passed = 0;
+    float threshold = -std::numeric_limits<float>::infinity();
+    for (const AnnCandidate& candidate : found) {
+      if (candidate.score < threshold) break;
+      if (!admissible(candidate.item)) continue;
+      kept.push_back(candidate.item);
+      if (++passed == query.k) threshold = candidate.score - 2.0f * max_error;
+    }
   }
   // Exact scores of the survivors: one gathered pass over their (prefetched) rows.
+  thread_local std::vector<float> dots;
+  thread_local std::vector<std::pair<ItemIndex, float>> scored;
   dots.resize(kept.size());
   models::kernels::GatherDot(factor_model_->item_factors().data(), k, kept.data(), kept.size(), user_vector,
                              dots.data());
@@ -543,7 +558,6 @@ bool RecommendationService::AnswerAnn(const Query& query, const float* user_vect
   for (std::size_t j = 0; j < kept.size(); ++j) {
     scored.emplace_back(kept[j], offset + dots[j] + (item_bias.empty() ? 0.0f : item_bias[kept[j]]));
   }
-  const bool complete = found.size() == query.candidate_span.size() && query.has_filter;
   if (scored.empty() || (scored.size() < query.k && !complete)) return false;  // too few survive: exact path
   TopKPairs(scored, query.k);
   out.reserve(scored.size());

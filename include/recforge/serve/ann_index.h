@@ -47,6 +47,18 @@ struct AnnIndexOptions {
   std::size_t seed = 100;    // hnswlib's level generator
 };
 
+// One item found by Search(), with its approximate score.
+struct AnnCandidate {
+  ItemIndex item;
+  float score;
+};
+
+// Work done by Search() calls, summed (for benchmarks and tests).
+struct AnnSearchStats {
+  std::size_t visited = 0;   // nodes whose distance was computed on the bottom layer
+  std::size_t expanded = 0;  // nodes whose links were followed there
+};
+
 // What BuildOrLoad() did.
 struct AnnBuildInfo {
   bool loaded = false;        // read from the cache
@@ -83,15 +95,23 @@ class AnnIndex {
   // Changes the search candidate list (not thread-safe against concurrent Search).
   void SetEfSearch(int ef_search);
 
-  // Up to `k` items with the largest dot(query, Q[i]) + item_bias[i], best first (the
-  // graph explores max(ef_search, k) candidates). `query` has dim() floats. The search
-  // is our own loop over hnswlib's graph (ann_index.cc says why).
-  void Search(const float* query, std::size_t k, std::vector<ItemIndex>& out) const;
+  // Up to `k` items with the largest approximate score of dot(query, Q[i]) +
+  // item_bias[i], best first (the graph explores max(ef_search, k) candidates), each
+  // with that score. `query` has dim() floats. Returns max_error: for every item,
+  // |approximate score - exact score| <= max_error, so a caller that wants the exact
+  // top-n of the candidates only needs to re-score those whose approximate score is at
+  // least the n-th best approximate score - 2 max_error. Items in `skip` (e.g. the
+  // user's training items; any order) are walked through but never returned, so they
+  // take no place among the candidates. The search is our own loop over the graph
+  // hnswlib built (ann_index.cc says why).
+  float Search(const float* query, std::size_t k, std::vector<AnnCandidate>& out,
+               std::span<const ItemIndex> skip = {}, AnnSearchStats* stats = nullptr) const;
 
  private:
   struct Impl;
   AnnIndex(std::size_t n, std::size_t dim, bool with_bias, const AnnIndexOptions& options);
   std::string KeyText(std::string_view key) const;
+  void Load(const std::string& path);
 
   std::unique_ptr<Impl> impl_;
   std::size_t n_ = 0;

@@ -90,11 +90,17 @@ std::vector<ItemIndex> Exact(const Synthetic& s, const float* query, std::size_t
 
 std::vector<ItemIndex> Approximate(const AnnIndex& index, const Synthetic& s, const float* query, std::size_t k,
                                    std::size_t candidates) {
-  std::vector<ItemIndex> found;
+  std::vector<AnnCandidate> found;
   index.Search(query, candidates, found);
   std::vector<std::pair<float, ItemIndex>> scored;
-  for (ItemIndex item : found) scored.emplace_back(Score(s, query, item), item);
+  for (const AnnCandidate& c : found) scored.emplace_back(Score(s, query, c.item), c.item);
   return TopOf(scored, k);
+}
+
+std::vector<ItemIndex> Items(const std::vector<AnnCandidate>& found) {
+  std::vector<ItemIndex> items;
+  for (const AnnCandidate& c : found) items.push_back(c.item);
+  return items;
 }
 
 // Mean Recall@10 of the served path over the queries (n_queries x dim).
@@ -144,6 +150,38 @@ TEST(AnnIndexScale, RecallAt10AgainstExactSearchOn1MItems) {
   EXPECT_GE(recall, 0.95);
 }
 
+// The approximate scores Search returns err by at most the bound it returns, and the
+// bound is tight enough to prune: re-scoring only the candidates within 2 max_error of
+// the 10th best approximate score gives the top 10 of re-scoring them all.
+TEST(AnnIndex, ApproximateScoresStayWithinTheReturnedBound) {
+  const std::size_t dim = 24, k = 10;
+  Synthetic s = MakeItems(20000, dim, /*with_bias=*/true, 31);
+  auto queries = MakeQueries(50, dim, 32);
+  AnnIndex index(s.items, s.n, dim, s.bias, AnnIndexOptions{}, 2);
+  double worst_ratio = 0, survivors = 0;
+  for (std::size_t q = 0; q < 50; ++q) {
+    const float* query = queries.data() + q * dim;
+    std::vector<AnnCandidate> found;
+    const float max_error = index.Search(query, 200, found);
+    ASSERT_EQ(found.size(), 200u);
+    ASSERT_GT(max_error, 0.0f);
+    std::vector<std::pair<float, ItemIndex>> all, pruned;
+    for (const AnnCandidate& c : found) {
+      const float exact = Score(s, query, c.item);
+      worst_ratio = std::max(worst_ratio, std::fabs(double{c.score} - exact) / max_error);
+      all.emplace_back(exact, c.item);
+      if (c.score >= found[k - 1].score - 2.0f * max_error) pruned.emplace_back(exact, c.item);
+    }
+    survivors += static_cast<double>(pruned.size()) / 50.0;
+    EXPECT_EQ(TopOf(pruned, k), TopOf(all, k)) << "query " << q;
+  }
+  std::printf("[ ANN      ] worst |approximate - exact| = %.2f max_error; %.1f of 200 candidates re-scored\n",
+              worst_ratio, survivors);
+  EXPECT_LE(worst_ratio, 1.0);
+  EXPECT_GE(worst_ratio, 0.2) << "the bound is far looser than the errors seen";
+  EXPECT_LE(survivors, 50.0);
+}
+
 TEST(AnnIndex, ItemBiasIsPartOfTheSearch) {
   double build_seconds = 0;
   const double recall = RecallAt10(20000, /*with_bias=*/true, AnnIndexOptions{}, &build_seconds);
@@ -170,12 +208,10 @@ TEST(AnnIndex, CacheBesideTheModelFile) {
   EXPECT_TRUE(info.loaded) << info.cache_error;
   ASSERT_EQ(loaded->size(), s.n);
   for (std::size_t q = 0; q < 20; ++q) {
-    std::vector<ItemIndex> a, b;
+    std::vector<AnnCandidate> a, b;
     built->Search(queries.data() + q * 16, 50, a);
     loaded->Search(queries.data() + q * 16, 50, b);
-    std::sort(a.begin(), a.end());
-    std::sort(b.begin(), b.end());
-    EXPECT_EQ(a, b);
+    EXPECT_EQ(Items(a), Items(b));
   }
   EXPECT_GE(MeanRecall(*loaded, s, queries, 20, 100), 0.95);
   // Another model: rebuilt and the cache overwritten with the new key.
@@ -193,6 +229,20 @@ TEST(AnnIndex, CacheBesideTheModelFile) {
   EXPECT_FALSE(info.loaded);
   EXPECT_NE(info.cache_error.find("unreadable"), std::string::npos) << info.cache_error;
   EXPECT_EQ(rebuilt->size(), s.n);
+  // A graph whose links point past the last item (the search follows links unchecked):
+  // refused on load, rebuilt.
+  AnnIndex::BuildOrLoad(s.items, s.n, s.dim, s.bias, options, 2, path, "sha-3", &info);
+  ASSERT_TRUE(info.saved) << info.cache_error;
+  {
+    const auto bytes = std::filesystem::file_size(path);
+    std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+    file.seekp(80);  // past the magic and the shape
+    const std::string junk(bytes - 80, '\x7f');
+    file.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  AnnIndex::BuildOrLoad(s.items, s.n, s.dim, s.bias, options, 2, path, "sha-3", &info);
+  EXPECT_FALSE(info.loaded);
+  EXPECT_NE(info.cache_error.find("link"), std::string::npos) << info.cache_error;
   // An unwritable place: built all the same, not saved.
   AnnIndex::BuildOrLoad(s.items, s.n, s.dim, s.bias, options, 2, (dir / "missing" / "x.hnsw").string(), "k", &info);
   EXPECT_FALSE(info.saved);
@@ -204,17 +254,26 @@ TEST(AnnIndex, SmallIndexReturnsEverything) {
   Synthetic s = MakeItems(50, 8, false, 3);
   AnnIndex index(s.items, s.n, s.dim, {}, AnnIndexOptions{}, 1);
   auto query = MakeQueries(1, 8, 4);
-  std::vector<ItemIndex> found;
-  index.Search(query.data(), 100, found);
-  EXPECT_EQ(std::set<ItemIndex>(found.begin(), found.end()).size(), 50u);
-  // Best first, up to the graph's fp16 rounding of the vectors (2^-11 relative).
-  for (std::size_t j = 0; j + 1 < found.size(); ++j) {
-    const float here = Score(s, query.data(), found[j]);
-    const float next = Score(s, query.data(), found[j + 1]);
-    EXPECT_GE(here + 2e-3f * (std::fabs(here) + 1.0f), next) << "rank " << j;
+  std::vector<AnnCandidate> found;
+  const float max_error = index.Search(query.data(), 100, found);
+  const std::vector<ItemIndex> items = Items(found);
+  EXPECT_EQ(std::set<ItemIndex>(items.begin(), items.end()).size(), 50u);
+  // Best first by the approximate score, each within max_error of the exact score.
+  for (std::size_t j = 0; j < found.size(); ++j) {
+    if (j + 1 < found.size()) {
+      EXPECT_GE(found[j].score, found[j + 1].score) << "rank " << j;
+    }
+    EXPECT_NEAR(found[j].score, Score(s, query.data(), found[j].item), max_error) << "rank " << j;
   }
   index.Search(query.data(), 3, found);
   EXPECT_EQ(found.size(), 3u) << "k below ef: only the k best";
+  // Skipped items are never returned and leave their places to the next ones.
+  const std::vector<ItemIndex> skip = {items[0], items[2], items[7], 1000};
+  index.Search(query.data(), 100, found, skip);
+  EXPECT_EQ(found.size(), 47u);
+  for (const AnnCandidate& c : found) EXPECT_EQ(std::count(skip.begin(), skip.end(), c.item), 0) << c.item;
+  index.Search(query.data(), 3, found, skip);
+  EXPECT_EQ(Items(found), (std::vector<ItemIndex>{items[1], items[3], items[4]}));
   auto approx = Approximate(index, s, query.data(), 5, 100);
   EXPECT_EQ(approx, Exact(s, query.data(), 5));
   AnnIndex empty(std::span<const float>(), 0, 8, {}, AnnIndexOptions{}, 1);
