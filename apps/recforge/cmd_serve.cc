@@ -232,7 +232,7 @@ void RegisterServeCommand(CLI::App& app, GlobalOptions& globals, CommandBody& se
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--ann-candidates", args->ann.candidates,
-                  "Items retrieved from the index per request (plus the user's seen items), then re-scored exactly")
+                  "Items retrieved from the index per request (the user's seen items are skipped inside the search); those that can still reach the top k are re-scored exactly")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
       ->capture_default_str();
   cmd->add_option("--ann-ef", args->ann.ef_search,

@@ -1,10 +1,13 @@
 // Approximate maximum-inner-product search over item vectors for `recforge serve`:
-// an HNSW graph (hnswlib's graph and build; our own search loop) over the item factors
-// of a factor model, stored as half floats (fp16: half the cache lines per visited node;
-// candidates are re-scored from the float32 factors). Distance 1 - dot, with an
-// AVX2 + FMA + F16C kernel or a portable one, picked at start-up. (The
-// MIPS-to-L2 transform, sqrt(max|x|^2 - |x|^2) as an extra coordinate, was measured
-// worse: Recall@10 0.52 vs 1.00 on 20k items with a popularity-like norm spread.)
+// an HNSW graph (built by hnswlib over half-float vectors) over the item factors of a
+// factor model, searched by our own loop over our own layout (ann_index.cc): one
+// byte per dimension (per-dimension range, 255 steps; 64 dims are one cache line),
+// line-aligned links, nodes numbered in breadth-first order, big arrays on huge
+// pages, an AVX2 integer kernel or a portable one picked at start-up. Search returns
+// approximate scores with a rigorous error bound, so callers re-score exactly only the
+// candidates that can still reach their top k. (The MIPS-to-L2 transform,
+// sqrt(max|x|^2 - |x|^2) as an extra coordinate, was measured worse: Recall@10 0.52 vs
+// 1.00 on 20k items with a popularity-like norm spread.)
 //
 // Bias terms. A factor model scores mu + b_u + b_i + p_u . q_i: mu and b_u are the same
 // for every item of one request, so they do not change the ranking and are left out;
@@ -18,7 +21,8 @@
 // the measured recall). Search is const and safe to call from many threads.
 //
 // Cache. Building a 1M-item graph takes minutes of CPU, so BuildOrLoad() can keep it
-// beside the model file: `cache_path` (hnswlib's own format) and `cache_path + ".key"`
+// beside the model file: `cache_path` (the search layout, ann_index.cc gives the format;
+// every link is checked on load) and `cache_path + ".key"`
 // (a small text file: format version, the caller's key, e.g. the model file's SHA-256,
 // the shape and the build options). A cache whose key file does not match exactly is
 // rebuilt and overwritten (files written to a temporary name, then renamed).
