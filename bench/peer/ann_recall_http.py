@@ -3,7 +3,7 @@
 model of serve_bench.py's ann1m case (run that first): 200 known users, top-10 from a
 `--no-ann` server vs servers with each (candidates, ef) setting.
 
-  /usr/bin/python3 bench/peer/ann_recall_http.py [--settings 256:128,128:128,64:64]
+  /usr/bin/python3 bench/peer/ann_recall_http.py [--settings 216:128,128:128,64:64]
       [--serve-arg=--ann-ef-construction --serve-arg=128]
 
 RECFORGE_ANN_WORK names the case's directory (model.rfm, prepared/, known_users.txt).
@@ -32,7 +32,7 @@ def top(port, u):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/recommend", data=json.dumps({"user_id":u,"top_k":10}).encode(), headers={"Content-Type":"application/json"})
     return [i["item_id"] for i in json.load(urllib.request.urlopen(req))["items"]]
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("--settings", default="256:128,128:128,64:64", help="candidates:ef pairs, comma-separated")
+ap.add_argument("--settings", default="216:128,128:128,64:64", help="candidates:ef pairs, comma-separated")
 ap.add_argument("--serve-arg", action="append", default=[], help="extra option for the ANN servers (repeatable)")
 args = ap.parse_args()
 settings = [tuple(int(x) for x in pair.split(":")) for pair in args.settings.split(",")]

@@ -27,8 +27,8 @@
 // the shape and the build options). A cache whose key file does not match exactly is
 // rebuilt and overwritten (files written to a temporary name, then renamed).
 //
-// Defaults (M 16, ef_construction 64, ef_search 100): Recall@10 of the served path
-// (256 candidates re-scored exactly) against exact search >= 0.95 on 1M synthetic
+// Defaults (M 16, ef_construction 128, ef_search 100): Recall@10 of the served path
+// (216 candidates re-scored exactly) against exact search >= 0.95 on 1M synthetic
 // items of 32-64 dims (tests/unit/serve/ann_index_test.cc; figures, build times and
 // latencies in docs/benchmarks.md, bench/micro/ann_bench.cc).
 #pragma once
@@ -46,7 +46,7 @@ namespace recforge::serve {
 
 struct AnnIndexOptions {
   int m = 16;                // graph degree (2 * m links on the bottom layer)
-  int ef_construction = 64;  // candidate list while inserting
+  int ef_construction = 128;  // candidate list while inserting
   int ef_search = 100;       // candidate list while searching (at least k is used)
   std::size_t seed = 100;    // hnswlib's level generator
 };

@@ -121,7 +121,7 @@ double MeanRecall(const AnnIndex& index, const Synthetic& s, const std::vector<f
 }
 
 double RecallAt10(std::size_t n_items, bool with_bias, const AnnIndexOptions& options, double* build_seconds) {
-  const std::size_t dim = 32, n_queries = 200, candidates = 256;
+  const std::size_t dim = 32, n_queries = 200, candidates = 216;
   Synthetic s = MakeItems(n_items, dim, with_bias, 11);
   auto queries = MakeQueries(n_queries, dim, 12);
   auto start = std::chrono::steady_clock::now();
@@ -132,7 +132,7 @@ double RecallAt10(std::size_t n_items, bool with_bias, const AnnIndexOptions& op
 }
 
 // The check: 1M items, the default options (those of `recforge serve`'s
-// AnnOptions should match), 256 candidates re-scored as the service does.
+// AnnOptions should match), 216 candidates re-scored as the service does.
 TEST(AnnIndexScale, RecallAt10AgainstExactSearchOn1MItems) {
   std::size_t n_items = 1000000;
   if (const char* env = std::getenv("RECFORGE_ANN_TEST_ITEMS")) n_items = std::strtoull(env, nullptr, 10);
@@ -144,7 +144,7 @@ TEST(AnnIndexScale, RecallAt10AgainstExactSearchOn1MItems) {
   const double recall = RecallAt10(n_items, /*with_bias=*/false, options, &build_seconds);
   RecordProperty("recall_at_10", std::to_string(recall));
   RecordProperty("build_seconds", std::to_string(build_seconds));
-  std::printf("[ ANN      ] %zu items, dim 32, M %d, ef_construction %d, ef_search %d, 256 candidates: "
+  std::printf("[ ANN      ] %zu items, dim 32, M %d, ef_construction %d, ef_search %d, 216 candidates: "
               "Recall@10 = %.4f (build %.1f s on 2 threads)\n",
               n_items, options.m, options.ef_construction, options.ef_search, recall, build_seconds);
   EXPECT_GE(recall, 0.95);
