@@ -115,11 +115,11 @@ class HalfInnerProductSpace : public hnswlib::SpaceInterface<float> {
 // costs about 3 cache lines per visit and 3 per expansion. The search layout instead:
 //   - codes: the vector as one byte per dimension, value = low[d] + step[d] * code
 //     (per-dimension range, 255 steps), rows aligned so that 64 dims are one cache
-//     line. The query is folded in once (query[d] * step[d]); the low[d] terms add
-//     the same constant to every item, so they do not change the ranking and are
-//     dropped. The candidates are re-scored exactly from the float32 factors by the
-//     caller, so the rounding (at most step[d] / 2 per dimension) only perturbs the
-//     order inside the candidate list;
+//     line. The query is folded in once (query[d] * step[d], as int16); the low[d]
+//     terms add the same constant to every item, so they do not change the ranking
+//     and are added back only to the returned scores. Search bounds the error of
+//     those scores, so the caller re-scores from the float32 factors only the
+//     candidates that can still reach its top k;
 //   - level-0 links: 2m node numbers per node (two cache lines at m 16), unused
 //     slots kNoLink, the nodes numbered in breadth-first order (CopyLinks);
 //   - upper layers: m links per level for the few nodes above level 0;
@@ -569,8 +569,8 @@ std::unique_ptr<AnnIndex> AnnIndex::BuildOrLoad(std::span<const float> vectors, 
 
 // Greedy descent through the upper layers, then a best-first search of the bottom
 // layer keeping the ef nearest (hnswlib's algorithm, over the layout above). The
-// neighbours of an expanded node that are not yet visited are collected and scored
-// four at a time while the next four are prefetched.
+// neighbours of an expanded node that are not yet visited are collected, all their
+// rows prefetched, then scored four at a time.
 float AnnIndex::Search(const float* query, std::size_t k, std::vector<AnnCandidate>& out,
                        std::span<const ItemIndex> skip, AnnSearchStats* stats) const {
   out.clear();
