@@ -696,8 +696,9 @@ float AnnIndex::Search(const float* query, std::size_t k, std::vector<AnnCandida
     if (!frontier.empty()) models::kernels::PrefetchBytes(g.Links(frontier.front().second, 0), g.links0 * sizeof(Id));
     ++expanded;
     const Id* links = g.Links(next.second, 0);
+    const std::size_t count = link_count(links, g.links0);
     batch.clear();
-    for (std::size_t j = 0; j < g.links0 && links[j] != kNoLink; ++j) {
+    for (std::size_t j = 0; j < count; ++j) {
       if (visit(links[j])) {
         // All of them at once: the loads overlap (the CPU tracks a few dozen misses).
         prefetch_codes(links[j]);
